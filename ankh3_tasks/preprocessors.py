@@ -1,0 +1,577 @@
+"""Preprocessors of the Ankh3 pretraining tasks.
+
+A task runs these in order (see `ankh3_tasks.tasks`):
+
+  tokenize_sequence          deterministic: text -> ids (`protein`)
+  seqio.CacheDatasetPlaceholder()
+  crop_proteins              random in training, fixed in evaluation
+  denoise | complete | denoise_or_complete
+  seqio.preprocessors.append_eos
+
+Every random step takes stateless seeds from `seqio.map_over_dataset`, so the
+same `seed` given to `Task.get_dataset` gives the same examples, a new seed new
+ones, and a cached task is re-masked on every pass.
+
+The two objectives, on the protein `MKTAYIAK`:
+
+  [NLU] denoising (here 2 of 8 residues masked, one sentinel per residue):
+    inputs   [NLU] M K <extra_id_0> A Y <extra_id_1> A K </s>
+    targets  <extra_id_0> T <extra_id_1> I </s>
+
+  [S2S] sequence completion (split fraction 0.5):
+    inputs   [S2S] M K T A </s>
+    targets  Y I A K </s>
+"""
+
+from collections.abc import Mapping, Sequence
+import functools
+from typing import Optional, Union
+
+import seqio
+import tensorflow as tf
+
+from ankh3_tasks import vocabularies
+
+# The paper's sequence length: task token + residues + </s> fit in 512 ids.
+DEFAULT_SEQUENCE_LENGTH = 512
+# Ids an example spends on other than residues: the task token and </s>.
+NUM_NON_RESIDUE_IDS = 2
+# The paper draws the masking probability of each example from these.
+DEFAULT_NOISE_DENSITIES = (0.15, 0.20, 0.30)
+# One sentinel per masked residue, as in Ankh.
+DEFAULT_MEAN_NOISE_SPAN_LENGTH = 1.0
+DEFAULT_SPLIT_FRACTION = 0.5
+DEFAULT_DENOISE_PROBABILITY = 0.5
+
+SplitFraction = Union[float, Sequence[float]]
+
+
+def _vocabulary(
+    output_features: Mapping[str, seqio.Feature],
+) -> vocabularies.Ankh3Vocabulary:
+  vocabulary = output_features["inputs"].vocabulary
+  if not isinstance(vocabulary, vocabularies.Ankh3Vocabulary):
+    raise ValueError(
+        "Ankh3 preprocessors need an Ankh3Vocabulary on feature 'inputs', "
+        f"got {vocabulary}."
+    )
+  return vocabulary
+
+
+def residue_budget(
+    sequence_length: Optional[Mapping[str, int]] = None,
+    max_residues: Optional[int] = None,
+) -> int:
+  """Returns how many residues one example may hold.
+
+  Args:
+    sequence_length: seqio's feature lengths; `inputs` bounds the encoder
+      input, which holds the task token, the residues and `</s>`.
+    max_residues: an explicit bound; wins over `sequence_length`.
+
+  Returns:
+    `max_residues`, else `sequence_length["inputs"] - 2`, else 510.
+  """
+  if max_residues is not None:
+    budget = max_residues
+  elif sequence_length and sequence_length.get("inputs"):
+    budget = sequence_length["inputs"] - NUM_NON_RESIDUE_IDS
+  else:
+    budget = DEFAULT_SEQUENCE_LENGTH - NUM_NON_RESIDUE_IDS
+  if budget < 1:
+    raise ValueError(f"An example must hold at least 1 residue, got {budget}.")
+  return budget
+
+
+# ------------------------------------------------------------ deterministic
+
+
+def tokenize_sequence(
+    dataset: tf.data.Dataset,
+    output_features: Mapping[str, seqio.Feature],
+) -> tf.data.Dataset:
+  """Encodes the `sequence` text of each record into ids under `protein`.
+
+  `{"sequence": "mktayiak"}` -> `{"protein": [19, 14, 11, 3, 18, 12, 3, 14]}`.
+  Other features are kept.
+
+  Args:
+    dataset: records with a string feature `sequence`.
+    output_features: the task's features; `inputs` holds the vocabulary.
+
+  Returns:
+    The records with `sequence` replaced by int32 `protein`.
+  """
+  vocabulary = _vocabulary(output_features)
+
+  @seqio.map_over_dataset
+  def _tokenize(record):
+    record = dict(record)
+    record["protein"] = vocabulary.encode_tf(record.pop("sequence"))
+    return record
+
+  return _tokenize(dataset)
+
+
+# ------------------------------------------------------------------- random
+
+
+def crop_example(
+    protein: tf.Tensor,
+    seed: tf.Tensor,
+    *,
+    budget: int,
+    random_window: tf.Tensor,
+    eval_window: str = "start",
+) -> tf.Tensor:
+  """Crops one protein to at most `budget` residues.
+
+  Args:
+    protein: int32 [length] residue ids.
+    seed: stateless seed, int32 [2].
+    budget: the most residues to keep.
+    random_window: bool scalar; a uniformly random window when true, else the
+      fixed window named by `eval_window`.
+    eval_window: `"start"` (the N-terminal residues) or `"center"`.
+
+  Returns:
+    int32 [min(length, budget)] residue ids.
+  """
+  length = tf.size(protein)
+  slack = tf.maximum(length - budget, 0)
+  random_start = tf.random.stateless_uniform(
+      [], seed, minval=0, maxval=slack + 1, dtype=tf.int32
+  )
+  fixed_start = slack // 2 if eval_window == "center" else tf.constant(0)
+  start = tf.where(random_window, random_start, fixed_start)
+  return protein[start : start + budget]
+
+
+def crop_proteins(
+    dataset: tf.data.Dataset,
+    sequence_length: Optional[Mapping[str, int]] = None,
+    *,
+    max_residues: Optional[int] = None,
+    eval_window: str = "start",
+) -> tf.data.Dataset:
+  """Crops proteins longer than the residue budget.
+
+  Records with `random_crop` true (the training split) get a uniformly random
+  window; the others (validation) a fixed one, so evaluation is repeatable.
+  With a 512-id input, `budget` is 510 residues: the task token and `</s>`
+  take the other two.
+
+  Args:
+    dataset: records with int32 `protein` and bool `random_crop`.
+    sequence_length: seqio's feature lengths (passed in by seqio).
+    max_residues: an explicit residue budget; see `residue_budget`.
+    eval_window: `"start"` or `"center"`, the window of evaluation crops.
+
+  Returns:
+    The records with `protein` cropped and `random_crop` removed.
+
+  Raises:
+    ValueError: for an unknown `eval_window`.
+  """
+  if eval_window not in ("start", "center"):
+    raise ValueError(
+        f"eval_window must be 'start' or 'center', got {eval_window!r}."
+    )
+  budget = residue_budget(sequence_length, max_residues)
+
+  @seqio.map_over_dataset(num_seeds=1)
+  def _crop(record, seed):
+    record = dict(record)
+    record["protein"] = crop_example(
+        record["protein"],
+        seed,
+        budget=budget,
+        random_window=record.pop("random_crop"),
+        eval_window=eval_window,
+    )
+    return record
+
+  return _crop(dataset)
+
+
+def _num_noise_residues(length: tf.Tensor, density: tf.Tensor) -> tf.Tensor:
+  """round(density * length), at least 1 and, from 2 residues, at most L-1."""
+  n = tf.cast(tf.round(density * tf.cast(length, tf.float32)), tf.int32)
+  return tf.clip_by_value(n, 1, tf.maximum(length - 1, 1))
+
+
+def _num_noise_spans(
+    num_noise: tf.Tensor, length: tf.Tensor, mean_noise_span_length: float
+) -> tf.Tensor:
+  spans = tf.cast(
+      tf.round(tf.cast(num_noise, tf.float32) / mean_noise_span_length),
+      tf.int32,
+  )
+  # Noise spans alternate with non-noise spans of at least one residue.
+  return tf.clip_by_value(spans, 1, tf.maximum(length - num_noise, 1))
+
+
+def check_sentinel_budget(
+    max_residues: int,
+    noise_densities: Sequence[float],
+    mean_noise_span_length: float,
+    num_sentinels: int = vocabularies.NUM_SENTINELS,
+) -> None:
+  """Fails when some example could need more sentinels than exist.
+
+  Args:
+    max_residues: the longest protein an example holds (after cropping).
+    noise_densities: the masking probabilities drawn from.
+    mean_noise_span_length: mean residues per masked span.
+    num_sentinels: sentinels in the vocabulary.
+
+  Raises:
+    ValueError: naming the density, length and span count that overflow, or a
+      density outside (0, 1), or a mean span length below 1.
+  """
+  if not noise_densities:
+    raise ValueError("noise_densities is empty.")
+  if mean_noise_span_length < 1:
+    raise ValueError(
+        f"mean_noise_span_length must be >= 1, got {mean_noise_span_length}."
+    )
+  for density in noise_densities:
+    if not 0 < density < 1:
+      raise ValueError(f"A noise density must lie in (0, 1), got {density}.")
+    num_noise = min(
+        max(round(density * max_residues), 1), max(max_residues - 1, 1)
+    )
+    spans = min(
+        max(round(num_noise / mean_noise_span_length), 1),
+        max(max_residues - num_noise, 1),
+    )
+    if spans > num_sentinels:
+      raise ValueError(
+          f"Masking {density:.0%} of {max_residues} residues with mean span "
+          f"length {mean_noise_span_length} needs up to {spans} sentinels, "
+          f"but the vocabulary has {num_sentinels}. Lower the sequence length "
+          "or the density, or raise mean_noise_span_length."
+      )
+
+
+def _random_partition(
+    total: tf.Tensor, parts: tf.Tensor, seed: tf.Tensor
+) -> tf.Tensor:
+  """Splits `total` into `parts` positive lengths at random cut points.
+
+  With `parts == 1` the single part is `total`, even when it is 0.
+  """
+  # Choose parts - 1 distinct cuts among the positions 1 .. total - 1.
+  scores = tf.random.stateless_uniform([tf.maximum(total - 1, 0)], seed)
+  cuts = tf.sort(tf.argsort(scores)[: parts - 1] + 1)
+  bounds = tf.concat([[0], cuts, [total]], axis=0)
+  return bounds[1:] - bounds[:-1]
+
+
+def noise_span_mask(
+    length: tf.Tensor,
+    seed: tf.Tensor,
+    *,
+    noise_density: tf.Tensor,
+    mean_noise_span_length: float,
+) -> tuple[tf.Tensor, tf.Tensor]:
+  """Chooses which residues of a protein to mask, and where spans start.
+
+  With `mean_noise_span_length == 1` exactly round(density * length) residues
+  are chosen uniformly, and each is a span of its own (adjacent masked
+  residues get separate sentinels). With a longer mean, noise and non-noise
+  spans alternate as in T5's span corruption, the protein opening with
+  non-noise.
+
+  Args:
+    length: number of residues (int32 scalar).
+    seed: stateless seed, int32 [2].
+    noise_density: the share of residues to mask (float scalar).
+    mean_noise_span_length: mean residues per masked span (Python float).
+
+  Returns:
+    Two bool [length] tensors: masked residues, and first residues of spans.
+  """
+  num_noise = _num_noise_residues(length, noise_density)
+  if mean_noise_span_length == 1:
+    scores = tf.random.stateless_uniform([length], seed)
+    chosen = tf.argsort(scores)[:num_noise]
+    mask = tf.scatter_nd(
+        chosen[:, None], tf.ones_like(chosen, dtype=tf.bool), [length]
+    )
+    return mask, mask
+  noise_seed, plain_seed = tf.unstack(
+      tf.random.experimental.stateless_split(seed, 2)
+  )
+  spans = _num_noise_spans(num_noise, length, mean_noise_span_length)
+  noise_lengths = _random_partition(num_noise, spans, noise_seed)
+  plain_lengths = _random_partition(length - num_noise, spans, plain_seed)
+  lengths = tf.reshape(tf.stack([plain_lengths, noise_lengths], axis=1), [-1])
+  is_noise = tf.tile([False, True], [spans])
+  mask = tf.repeat(is_noise, lengths)
+  starts = tf.logical_and(mask, tf.logical_not(tf.pad(mask[:-1], [[1, 0]])))
+  return mask, starts
+
+
+def denoise_example(
+    protein: tf.Tensor,
+    seed: tf.Tensor,
+    *,
+    vocabulary: vocabularies.Ankh3Vocabulary,
+    noise_densities: Sequence[float] = DEFAULT_NOISE_DENSITIES,
+    mean_noise_span_length: float = DEFAULT_MEAN_NOISE_SPAN_LENGTH,
+) -> tuple[tf.Tensor, tf.Tensor]:
+  """Builds one [NLU] denoising example.
+
+  `MKTAYIAK`, masking T and I:
+    inputs   [NLU] M K <extra_id_0> A Y <extra_id_1> A K
+    targets  <extra_id_0> T <extra_id_1> I
+
+  Args:
+    protein: int32 [length] residue ids, length >= 1.
+    seed: stateless seed, int32 [2].
+    vocabulary: the Ankh3 vocabulary (for the task token and sentinels).
+    noise_densities: the masking probability is drawn uniformly from these.
+    mean_noise_span_length: mean residues per sentinel.
+
+  Returns:
+    inputs and targets, int32, without `</s>`.
+  """
+  rate_seed, mask_seed = tf.unstack(
+      tf.random.experimental.stateless_split(seed, 2)
+  )
+  densities = tf.constant(noise_densities, dtype=tf.float32)
+  choice = tf.random.stateless_uniform(
+      [], rate_seed, minval=0, maxval=len(noise_densities), dtype=tf.int32
+  )
+  mask, starts = noise_span_mask(
+      tf.size(protein),
+      mask_seed,
+      noise_density=densities[choice],
+      mean_noise_span_length=mean_noise_span_length,
+  )
+  span_index = tf.cumsum(tf.cast(starts, tf.int32)) - 1
+  sentinels = tf.gather(
+      tf.constant(vocabulary.sentinel_ids, dtype=tf.int32),
+      tf.maximum(span_index, 0),
+  )
+  keep_in_inputs = tf.logical_or(tf.logical_not(mask), starts)
+  inputs = tf.boolean_mask(
+      tf.where(starts, sentinels, protein), keep_in_inputs
+  )
+  pairs = tf.reshape(tf.stack([sentinels, protein], axis=1), [-1])
+  keep_in_targets = tf.reshape(tf.stack([starts, mask], axis=1), [-1])
+  targets = tf.boolean_mask(pairs, keep_in_targets)
+  task = tf.constant([vocabulary.token_id(vocabularies.NLU)], dtype=tf.int32)
+  return tf.concat([task, inputs], axis=0), targets
+
+
+def _check_split_fraction(split_fraction: SplitFraction) -> tuple[float, float]:
+  if isinstance(split_fraction, (int, float)):
+    low = high = float(split_fraction)
+  else:
+    if len(split_fraction) != 2:
+      raise ValueError(
+          "split_fraction is a fraction or a (low, high) range, got "
+          f"{split_fraction!r}."
+      )
+    low, high = (float(x) for x in split_fraction)
+  if not 0 < low <= high < 1:
+    raise ValueError(
+        f"split_fraction must satisfy 0 < low <= high < 1, got {low}, {high}."
+    )
+  return low, high
+
+
+def complete_example(
+    protein: tf.Tensor,
+    seed: tf.Tensor,
+    *,
+    vocabulary: vocabularies.Ankh3Vocabulary,
+    split_fraction: SplitFraction = DEFAULT_SPLIT_FRACTION,
+) -> tuple[tf.Tensor, tf.Tensor]:
+  """Builds one [S2S] sequence completion example.
+
+  The encoder gets the first floor(fraction * length) residues, kept within
+  1 .. length - 1 so both halves hold a residue (a 1-residue protein goes
+  wholly to the decoder). `MKTAYIAK` with fraction 0.5:
+    inputs   [S2S] M K T A
+    targets  Y I A K
+
+  Args:
+    protein: int32 [length] residue ids, length >= 1.
+    seed: stateless seed, int32 [2] (used when the fraction is a range).
+    vocabulary: the Ankh3 vocabulary (for the task token).
+    split_fraction: a fraction, or a (low, high) range sampled uniformly.
+
+  Returns:
+    inputs and targets, int32, without `</s>`.
+  """
+  low, high = _check_split_fraction(split_fraction)
+  if low == high:
+    fraction = tf.constant(low)
+  else:
+    fraction = tf.random.stateless_uniform([], seed, minval=low, maxval=high)
+  length = tf.size(protein)
+  prefix = tf.cast(tf.floor(fraction * tf.cast(length, tf.float32)), tf.int32)
+  prefix = tf.clip_by_value(prefix, tf.minimum(1, length - 1), length - 1)
+  task = tf.constant([vocabulary.token_id(vocabularies.S2S)], dtype=tf.int32)
+  return tf.concat([task, protein[:prefix]], axis=0), protein[prefix:]
+
+
+def _to_features(record, inputs, targets):
+  del record  # Only the model features leave the task.
+  return {"inputs": inputs, "targets": targets}
+
+
+def denoise(
+    dataset: tf.data.Dataset,
+    output_features: Mapping[str, seqio.Feature],
+    sequence_length: Optional[Mapping[str, int]] = None,
+    *,
+    noise_densities: Sequence[float] = DEFAULT_NOISE_DENSITIES,
+    mean_noise_span_length: float = DEFAULT_MEAN_NOISE_SPAN_LENGTH,
+    max_residues: Optional[int] = None,
+) -> tf.data.Dataset:
+  """[NLU] multi-rate denoising of every protein; see `denoise_example`.
+
+  Args:
+    dataset: records with int32 `protein` (cropped).
+    output_features: the task's features; `inputs` holds the vocabulary.
+    sequence_length: seqio's feature lengths (passed in by seqio).
+    noise_densities: the masking probability is drawn uniformly from these.
+    mean_noise_span_length: mean residues per sentinel.
+    max_residues: the residue budget, for the sentinel check.
+
+  Returns:
+    Examples with `inputs` and `targets`.
+
+  Raises:
+    ValueError: if an example could need more sentinels than exist.
+  """
+  vocabulary = _vocabulary(output_features)
+  check_sentinel_budget(
+      residue_budget(sequence_length, max_residues),
+      noise_densities,
+      mean_noise_span_length,
+      vocabulary.num_sentinels,
+  )
+
+  @seqio.map_over_dataset(num_seeds=1)
+  def _denoise(record, seed):
+    return _to_features(
+        record,
+        *denoise_example(
+            record["protein"],
+            seed,
+            vocabulary=vocabulary,
+            noise_densities=noise_densities,
+            mean_noise_span_length=mean_noise_span_length,
+        ),
+    )
+
+  return _denoise(dataset)
+
+
+def complete(
+    dataset: tf.data.Dataset,
+    output_features: Mapping[str, seqio.Feature],
+    *,
+    split_fraction: SplitFraction = DEFAULT_SPLIT_FRACTION,
+) -> tf.data.Dataset:
+  """[S2S] sequence completion of every protein; see `complete_example`.
+
+  Args:
+    dataset: records with int32 `protein` (cropped).
+    output_features: the task's features; `inputs` holds the vocabulary.
+    split_fraction: a fraction, or a (low, high) range sampled per example.
+
+  Returns:
+    Examples with `inputs` and `targets`.
+  """
+  vocabulary = _vocabulary(output_features)
+  _check_split_fraction(split_fraction)
+
+  @seqio.map_over_dataset(num_seeds=1)
+  def _complete(record, seed):
+    return _to_features(
+        record,
+        *complete_example(
+            record["protein"],
+            seed,
+            vocabulary=vocabulary,
+            split_fraction=split_fraction,
+        ),
+    )
+
+  return _complete(dataset)
+
+
+def denoise_or_complete(
+    dataset: tf.data.Dataset,
+    output_features: Mapping[str, seqio.Feature],
+    sequence_length: Optional[Mapping[str, int]] = None,
+    *,
+    denoise_probability: float = DEFAULT_DENOISE_PROBABILITY,
+    noise_densities: Sequence[float] = DEFAULT_NOISE_DENSITIES,
+    mean_noise_span_length: float = DEFAULT_MEAN_NOISE_SPAN_LENGTH,
+    split_fraction: SplitFraction = DEFAULT_SPLIT_FRACTION,
+    max_residues: Optional[int] = None,
+) -> tf.data.Dataset:
+  """Sends each example to denoising or to completion, drawn per example.
+
+  The draw is made afresh for every example and seed, so one protein meets
+  either task on different epochs, as in the paper.
+
+  Args:
+    dataset: records with int32 `protein` (cropped).
+    output_features: the task's features; `inputs` holds the vocabulary.
+    sequence_length: seqio's feature lengths (passed in by seqio).
+    denoise_probability: chance of [NLU] denoising; [S2S] otherwise.
+    noise_densities: see `denoise`.
+    mean_noise_span_length: see `denoise`.
+    split_fraction: see `complete`.
+    max_residues: see `denoise`.
+
+  Returns:
+    Examples with `inputs` and `targets`.
+
+  Raises:
+    ValueError: for a probability outside [0, 1] or a bad task setting.
+  """
+  if not 0 <= denoise_probability <= 1:
+    raise ValueError(
+        f"denoise_probability must lie in [0, 1], got {denoise_probability}."
+    )
+  vocabulary = _vocabulary(output_features)
+  check_sentinel_budget(
+      residue_budget(sequence_length, max_residues),
+      noise_densities,
+      mean_noise_span_length,
+      vocabulary.num_sentinels,
+  )
+  _check_split_fraction(split_fraction)
+  denoise_fn = functools.partial(
+      denoise_example,
+      vocabulary=vocabulary,
+      noise_densities=noise_densities,
+      mean_noise_span_length=mean_noise_span_length,
+  )
+  complete_fn = functools.partial(
+      complete_example, vocabulary=vocabulary, split_fraction=split_fraction
+  )
+
+  @seqio.map_over_dataset(num_seeds=1)
+  def _choose(record, seed):
+    choice_seed, task_seed = tf.unstack(
+        tf.random.experimental.stateless_split(seed, 2)
+    )
+    protein = record["protein"]
+    inputs, targets = tf.cond(
+        tf.random.stateless_uniform([], choice_seed) < denoise_probability,
+        lambda: denoise_fn(protein, task_seed),
+        lambda: complete_fn(protein, task_seed),
+    )
+    return _to_features(record, inputs, targets)
+
+  return _choose(dataset)

@@ -1,0 +1,558 @@
+"""Reading proteins from FASTA, CSV/TSV/Parquet, plain text and TFRecord.
+
+Every reader yields `(record_id, sequence)` for good records and reports each
+bad one (empty sequence, invalid characters, a header without sequence) to a
+`ReadStats`: the record is skipped, counted by reason, and logged with its id,
+so nothing vanishes silently and one bad record never stops the pipeline.
+
+A sequence is cleaned the way the vocabulary reads it: whitespace removed,
+letters upper-cased, one terminal `*` dropped. The residues accepted are
+`vocabularies.RESIDUES`; anything else (digits, gaps `-` `.`, `J`) rejects
+the record.
+
+The format of a file follows its name: `.fasta` `.fa` `.faa` `.fas`, `.csv`,
+`.tsv`, `.parquet`, `.txt` (one protein per line), `.tfrecord` (or a name
+holding `.tfrecord`), each optionally ending in `.gz` (Parquet and TFRecord
+excepted: gzipped TFRecord files are read with `compression="GZIP"` by name).
+"""
+
+import collections
+import csv
+import dataclasses
+import functools
+import gzip
+import io
+import os
+import re
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Optional
+
+from absl import logging
+import gin
+import seqio
+import tensorflow as tf
+
+from ankh3_tasks import vocabularies
+
+Record = tuple[str, str]
+
+_VALID_RE = re.compile(f"[{vocabularies.RESIDUES}]+")
+_INVALID_RE = re.compile(f"[^{vocabularies.RESIDUES}]")
+_WHITESPACE_RE = re.compile(r"[ \t\n\r\f\v]+")
+
+EMPTY = "empty sequence"
+HEADER_WITHOUT_SEQUENCE = "header without sequence"
+SEQUENCE_BEFORE_HEADER = "sequence before the first header"
+INVALID_CHARACTERS = "invalid characters"
+
+# Below this many bytes of input, a split is parsed at once into tensors,
+# which makes the dataset checkpointable; larger inputs stream from Python.
+IN_MEMORY_BYTES = 64 << 20
+_MAX_LOGGED = 20
+
+
+class ReadStats:
+  """Counts records read, kept and skipped (by reason). Thread-safe.
+
+  Attributes:
+    name: what is being read, for the log.
+    read: records seen, good or bad.
+    kept: records yielded.
+    skipped: a Counter of reasons.
+  """
+
+  def __init__(self, name: str = "proteins"):
+    self.name = name
+    self.read = 0
+    self.kept = 0
+    self.skipped = collections.Counter()
+    self._lock = threading.Lock()
+
+  def keep(self) -> None:
+    with self._lock:
+      self.read += 1
+      self.kept += 1
+
+  def skip(self, record_id: str, reason: str, detail: str = "") -> None:
+    """Counts a bad record and logs it (the first few in full)."""
+    with self._lock:
+      self.read += 1
+      self.skipped[reason] += 1
+      total = sum(self.skipped.values())
+    if total <= _MAX_LOGGED:
+      logging.warning(
+          "%s: skipped record %r: %s%s",
+          self.name,
+          record_id,
+          reason,
+          f" ({detail})" if detail else "",
+      )
+    elif total == _MAX_LOGGED + 1:
+      logging.warning(
+          "%s: more records skipped; counting them quietly.", self.name
+      )
+
+  def summary(self) -> str:
+    reasons = ", ".join(f"{r}: {n}" for r, n in sorted(self.skipped.items()))
+    return (
+        f"{self.name}: read {self.read}, kept {self.kept}, skipped "
+        f"{self.read - self.kept}" + (f" ({reasons})" if reasons else "")
+    )
+
+  def as_dict(self) -> dict[str, object]:
+    return {"read": self.read, "kept": self.kept, "skipped": dict(self.skipped)}
+
+
+def clean_sequence(raw: str) -> tuple[str, str, str]:
+  """Normalizes a sequence and says whether it is acceptable.
+
+  `"mkt ay*\\n"` -> `("MKTAY", "", "")`; `"MK-1"` -> `("MK-1", "invalid
+  characters", "'-1'")`.
+
+  Args:
+    raw: the sequence text of one record.
+
+  Returns:
+    The cleaned sequence, the reason to skip it (empty when good) and a detail
+    for the log.
+  """
+  sequence = _WHITESPACE_RE.sub("", raw).upper()
+  if sequence.endswith("*"):
+    sequence = sequence[:-1]
+  if not sequence:
+    return sequence, EMPTY, ""
+  if _VALID_RE.fullmatch(sequence):
+    return sequence, "", ""
+  bad = sorted(set(_INVALID_RE.findall(sequence)))
+  return sequence, INVALID_CHARACTERS, repr("".join(bad))
+
+
+def _check(
+    record_id: str, raw: str, stats: ReadStats
+) -> Optional[Record]:
+  sequence, reason, detail = clean_sequence(raw)
+  if reason:
+    stats.skip(record_id, reason, detail)
+    return None
+  stats.keep()
+  return record_id, sequence
+
+
+def _open_text(path: str) -> io.TextIOBase:
+  """Opens a local or remote file as text, gunzipping by content."""
+  raw = tf.io.gfile.GFile(path, "rb")
+  magic = raw.read(2)
+  raw.seek(0)
+  stream = gzip.GzipFile(fileobj=raw) if magic == b"\x1f\x8b" else raw
+  return io.TextIOWrapper(stream, encoding="utf-8", errors="replace")
+
+
+def read_fasta(path: str, stats: ReadStats) -> Iterator[Record]:
+  """Yields the good records of a FASTA file (multi-line, maybe gzipped).
+
+  The id is the first word of the header (`>UniRef50_Q6GZX4 n=1 ...` ->
+  `UniRef50_Q6GZX4`). A record whose header has no sequence lines, and lines
+  before the first header, are skipped with their reason.
+
+  Args:
+    path: the file.
+    stats: counts what is read.
+
+  Yields:
+    (id, cleaned sequence).
+
+  Raises:
+    OSError, EOFError: for a truncated or corrupt gzip stream, naming the file
+      and the last record read.
+  """
+  header = None
+  lines = []
+  number = 0
+  last_id = None
+
+  def flush():
+    if header is None:
+      if lines:
+        stats.skip(f"{path}:1", SEQUENCE_BEFORE_HEADER)
+      return None
+    record_id = header.split(maxsplit=1)[0] if header.strip() else f"{path}:{number}"
+    if not lines:
+      stats.skip(record_id, HEADER_WITHOUT_SEQUENCE)
+      return None
+    return _check(record_id, "".join(lines), stats)
+
+  try:
+    with _open_text(path) as f:
+      for number, line in enumerate(f, start=1):
+        if line.startswith(">"):
+          record = flush()
+          if record:
+            last_id = record[0]
+            yield record
+          header, lines = line[1:].strip(), []
+        elif line.strip():
+          lines.append(line)
+  except (OSError, EOFError, gzip.BadGzipFile) as e:
+    raise type(e)(
+        f"{path}: unreadable after record {last_id!r} (line {number}): {e}"
+    ) from e
+  record = flush()
+  if record:
+    yield record
+
+
+def _pick_column(
+    names: Sequence[str], wanted: Optional[str], guesses: Sequence[str], path: str, what: str
+) -> Optional[str]:
+  if wanted is not None:
+    if wanted not in names:
+      raise ValueError(f"{path}: no {what} column {wanted!r}; columns: {list(names)}.")
+    return wanted
+  for guess in guesses:
+    if guess in names:
+      return guess
+  return None
+
+
+# Column names of common UniRef50 exports.
+_SEQUENCE_COLUMNS = ("sequence", "Sequence", "seq", "text")
+_ID_COLUMNS = ("id", "Entry", "entry", "name", "accession")
+
+
+def read_table(
+    path: str,
+    stats: ReadStats,
+    *,
+    sequence_column: Optional[str] = None,
+    id_column: Optional[str] = None,
+) -> Iterator[Record]:
+  """Yields the good records of a CSV, TSV or Parquet file.
+
+  Args:
+    path: the file; `.tsv` is tab-separated, `.parquet` is Parquet.
+    stats: counts what is read.
+    sequence_column: column of the sequences; by default the first present of
+      `sequence`, `Sequence`, `seq`, `text`.
+    id_column: column of the ids; by default the first present of `id`,
+      `Entry`, `entry`, `name`, `accession`, else `FILE:ROW`.
+
+  Yields:
+    (id, cleaned sequence).
+
+  Raises:
+    ValueError: when there is no sequence column.
+  """
+  if _strip_gz(path).endswith(".parquet"):
+    import pyarrow.parquet as pq  # pylint: disable=g-import-not-at-top
+
+    with tf.io.gfile.GFile(path, "rb") as f:
+      table = pq.ParquetFile(f)
+      names = table.schema_arrow.names
+      seq_col, id_col = _table_columns(names, sequence_column, id_column, path)
+      row = 0
+      columns = [c for c in (seq_col, id_col) if c]
+      for batch in table.iter_batches(columns=columns):
+        data = batch.to_pydict()
+        ids = data[id_col] if id_col else [None] * batch.num_rows
+        for record_id, raw in zip(ids, data[seq_col]):
+          row += 1
+          record = _check(str(record_id) if record_id is not None else f"{path}:{row}", raw or "", stats)
+          if record:
+            yield record
+    return
+  delimiter = "\t" if _strip_gz(path).endswith(".tsv") else ","
+  with _open_text(path) as f:
+    reader = csv.DictReader(f, delimiter=delimiter)
+    names = reader.fieldnames or []
+    seq_col, id_col = _table_columns(names, sequence_column, id_column, path)
+    for row, fields in enumerate(reader, start=2):
+      record_id = (fields.get(id_col) if id_col else None) or f"{path}:{row}"
+      record = _check(record_id, fields.get(seq_col) or "", stats)
+      if record:
+        yield record
+
+
+def _table_columns(names, sequence_column, id_column, path):
+  seq_col = _pick_column(names, sequence_column, _SEQUENCE_COLUMNS, path, "sequence")
+  if seq_col is None:
+    raise ValueError(
+        f"{path}: no sequence column among {list(names)}; name it with "
+        "sequence_column."
+    )
+  return seq_col, _pick_column(names, id_column, _ID_COLUMNS, path, "id")
+
+
+def read_lines(path: str, stats: ReadStats) -> Iterator[Record]:
+  """Yields one protein per non-blank line; the id is `FILE:LINE`."""
+  with _open_text(path) as f:
+    for number, line in enumerate(f, start=1):
+      if line.strip():
+        record = _check(f"{os.path.basename(path)}:{number}", line, stats)
+        if record:
+          yield record
+
+
+def _strip_gz(path: str) -> str:
+  return path[:-3] if path.endswith(".gz") else path
+
+
+def file_format(path: str) -> str:
+  """Returns `fasta`, `table`, `text` or `tfrecord` for a file name."""
+  name = _strip_gz(os.path.basename(path)).lower()
+  if ".tfrecord" in name:
+    return "tfrecord"
+  ext = os.path.splitext(name)[1]
+  if ext in (".fasta", ".fa", ".faa", ".fas"):
+    return "fasta"
+  if ext in (".csv", ".tsv", ".parquet"):
+    return "table"
+  if ext == ".txt":
+    return "text"
+  raise ValueError(
+      f"{path}: unknown protein file format; use .fasta, .csv, .tsv, "
+      ".parquet, .txt or .tfrecord (optionally .gz)."
+  )
+
+
+def read_records(
+    path: str, stats: ReadStats, **table_options
+) -> Iterator[Record]:
+  """Yields the good records of one FASTA, table or text file."""
+  kind = file_format(path)
+  if kind == "fasta":
+    return read_fasta(path, stats)
+  if kind == "table":
+    return read_table(path, stats, **table_options)
+  if kind == "text":
+    return read_lines(path, stats)
+  raise ValueError(f"{path}: TFRecord files are read by tfrecord_dataset.")
+
+
+# ------------------------------------------------------------------ TFRecord
+
+
+def _report_tf(stats: ReadStats, record_id, reason, detail):
+  stats.skip(
+      record_id.numpy().decode("utf-8", "replace"),
+      reason.numpy().decode(),
+      detail.numpy().decode("utf-8", "replace"),
+  )
+  return False
+
+
+def _clean_sequence_tf(
+    record_id: tf.Tensor, raw: tf.Tensor, stats: ReadStats
+) -> tuple[tf.Tensor, tf.Tensor]:
+  """Graph twin of `clean_sequence`: returns (sequence, keep)."""
+  sequence = tf.strings.upper(
+      tf.strings.regex_replace(raw, r"[ \t\n\r\f\v]+", "")
+  )
+  sequence = tf.strings.regex_replace(sequence, r"\*$", "")
+  empty = tf.equal(tf.strings.length(sequence), 0)
+  valid = tf.strings.regex_full_match(sequence, _VALID_RE.pattern)
+  detail = tf.strings.regex_replace(
+      sequence, f"[{vocabularies.RESIDUES}]", ""
+  )
+  report = functools.partial(_report_tf, stats)
+
+  def bad():
+    reason = tf.where(empty, EMPTY, INVALID_CHARACTERS)
+    return tf.py_function(report, [record_id, reason, detail], tf.bool)
+
+  keep = tf.cond(valid, lambda: tf.constant(True), bad)
+  return sequence, keep
+
+
+def tfrecord_dataset(
+    paths: Sequence[str],
+    stats: ReadStats,
+    *,
+    sequence_key: str = "sequence",
+    id_key: str = "id",
+) -> tf.data.Dataset:
+  """Reads `tf.train.Example` shards with a bytes `sequence` (and `id`).
+
+  Args:
+    paths: the shards, read in this order (gzipped if named `.gz`).
+    stats: counts bad records (good ones are not counted, to stay in graph).
+    sequence_key: feature of the sequence.
+    id_key: feature of the record id (may be absent from the shards).
+
+  Returns:
+    A dataset of {"id", "sequence"} string scalars.
+  """
+  compression = "GZIP" if paths and paths[0].endswith(".gz") else None
+  spec = {
+      sequence_key: tf.io.FixedLenFeature([], tf.string, default_value=""),
+      id_key: tf.io.FixedLenFeature([], tf.string, default_value=""),
+  }
+
+  def parse(serialized):
+    example = tf.io.parse_single_example(serialized, spec)
+    return {"id": example[id_key], "sequence": example[sequence_key]}
+
+  def clean(record):
+    sequence, keep = _clean_sequence_tf(record["id"], record["sequence"], stats)
+    return {"id": record["id"], "sequence": sequence, "keep": keep}
+
+  ds = tf.data.TFRecordDataset(list(paths), compression_type=compression)
+  ds = ds.map(parse).map(clean)
+  ds = ds.filter(lambda r: r["keep"])
+  return ds.map(lambda r: {"id": r["id"], "sequence": r["sequence"]})
+
+
+# ------------------------------------------------------------------- datasets
+
+
+def protein_dataset(
+    paths: Sequence[str],
+    stats: Optional[ReadStats] = None,
+    **table_options,
+) -> tf.data.Dataset:
+  """Reads protein files of any supported format into one dataset.
+
+  Small inputs (under `IN_MEMORY_BYTES`) are parsed at once into tensors, so
+  the dataset can be checkpointed; larger text inputs stream from a Python
+  generator (prepare them as TFRecord shards for training at scale).
+
+  Args:
+    paths: the files, read in this order; all TFRecord, or none.
+    stats: counts what is read; a fresh one when None.
+    **table_options: `sequence_column` / `id_column` for tables.
+
+  Returns:
+    A dataset of {"id": string, "sequence": string} records.
+  """
+  if not paths:
+    raise ValueError("No protein files given.")
+  stats = stats or ReadStats()
+  kinds = {file_format(p) for p in paths}
+  if "tfrecord" in kinds:
+    if kinds != {"tfrecord"}:
+      raise ValueError(f"Do not mix TFRecord and text files: {list(paths)}.")
+    return tfrecord_dataset(paths, stats)
+
+  def records():
+    for path in paths:
+      yield from read_records(path, stats, **table_options)
+    logging.info("%s", stats.summary())
+
+  size = sum(tf.io.gfile.stat(p).length for p in paths)
+  if size <= IN_MEMORY_BYTES:
+    ids, sequences = [], []
+    for record_id, sequence in records():
+      ids.append(record_id)
+      sequences.append(sequence)
+    return tf.data.Dataset.from_tensor_slices(
+        {
+            "id": tf.constant(ids, dtype=tf.string),
+            "sequence": tf.constant(sequences, dtype=tf.string),
+        }
+    )
+  spec = {
+      "id": tf.TensorSpec([], tf.string),
+      "sequence": tf.TensorSpec([], tf.string),
+  }
+  return tf.data.Dataset.from_generator(
+      lambda: ({"id": i, "sequence": s} for i, s in records()),
+      output_signature=spec,
+  )
+
+
+# ------------------------------------------------------------- data sources
+
+SAMPLE_DIR = os.path.join(os.path.dirname(__file__), "data")
+SAMPLE_FILES = {
+    "train": (os.path.join(SAMPLE_DIR, "sample_train.fasta.gz"),),
+    "validation": (os.path.join(SAMPLE_DIR, "sample_validation.fasta.gz"),),
+}
+DATA_DIR_ENV = "ANKH3_DATA_DIR"
+DATA_DIR_MACRO = "ANKH3_DATA_DIR"
+
+
+def data_dir() -> str:
+  """Returns where the UniRef50 files are.
+
+  The gin macro `ANKH3_DATA_DIR` wins (`--gin.ANKH3_DATA_DIR="'gs://b/u50'"`),
+  then the environment variable `ANKH3_DATA_DIR`.
+
+  Raises:
+    ValueError: when neither is set.
+  """
+  try:
+    value = gin.query_parameter(f"%{DATA_DIR_MACRO}")
+  except ValueError:
+    value = None
+  value = value or os.environ.get(DATA_DIR_ENV)
+  if not value:
+    raise ValueError(
+        "Tell the uniref50 tasks where the data is: set the environment "
+        f"variable {DATA_DIR_ENV}=DIR, or the gin macro "
+        f"--gin.{DATA_DIR_MACRO}=\"'DIR'\"."
+    )
+  return value
+
+
+def split_files(directory: str, split: str) -> list[str]:
+  """Lists the protein files of a split under `directory`, sorted.
+
+  A split's files are those under `directory/SPLIT/`, or directly in
+  `directory` with names starting with `SPLIT` (`train.fasta.gz`,
+  `train-00000-of-00064.tfrecord`, ...).
+
+  Raises:
+    ValueError: when the split has no files.
+  """
+  candidates = tf.io.gfile.glob(os.path.join(directory, split, "*"))
+  candidates += tf.io.gfile.glob(os.path.join(directory, f"{split}*"))
+  files = []
+  for path in sorted(set(candidates)):
+    if tf.io.gfile.isdir(path):
+      continue
+    try:
+      file_format(path)
+    except ValueError:
+      continue
+    files.append(path)
+  if not files:
+    raise ValueError(
+        f"No protein files for split {split!r} in {directory}: expected "
+        f"{split}/* or {split}*.fasta[.gz] / .csv / .tsv / .parquet / .txt / "
+        ".tfrecord."
+    )
+  return files
+
+
+def protein_source(
+    files_fn: Callable[[str], Sequence[str]],
+    splits: Iterable[str] = ("train", "validation"),
+    random_crop_splits: Iterable[str] = ("train",),
+    **table_options,
+) -> seqio.DataSource:
+  """A seqio source of {"id", "sequence", "random_crop"} records.
+
+  Args:
+    files_fn: maps a split name to its files, called when the data is read.
+    splits: split names.
+    random_crop_splits: splits whose proteins get random crop windows
+      (training); the others get a fixed window (evaluation).
+    **table_options: see `read_table`.
+
+  Returns:
+    A `seqio.FunctionDataSource`.
+  """
+  random_crop_splits = frozenset(random_crop_splits)
+
+  def dataset_fn(split: str, shuffle_files: bool, seed: Optional[int] = None):
+    paths = list(files_fn(split))
+    if shuffle_files:
+      rng = tf.random.Generator.from_seed(seed or 0)
+      order = tf.argsort(rng.uniform([len(paths)])).numpy()
+      paths = [paths[i] for i in order]
+    stats = ReadStats(f"{split} proteins")
+    ds = protein_dataset(paths, stats, **table_options)
+    random_crop = split in random_crop_splits
+    return ds.map(lambda r: {**r, "random_crop": tf.constant(random_crop)})
+
+  return seqio.FunctionDataSource(dataset_fn, splits=tuple(splits))
