@@ -139,12 +139,31 @@ def _check(
   return record_id, sequence
 
 
+class _GFileReader(io.RawIOBase):
+  """Presents a `tf.io.gfile.GFile` (local or GCS) as a standard raw stream."""
+
+  def __init__(self, path: str):
+    super().__init__()
+    self._file = tf.io.gfile.GFile(path, "rb")
+
+  def readable(self) -> bool:
+    return True
+
+  def readinto(self, buffer) -> int:
+    data = self._file.read(len(buffer))
+    buffer[: len(data)] = data
+    return len(data)
+
+  def close(self) -> None:
+    self._file.close()
+    super().close()
+
+
 def _open_text(path: str) -> io.TextIOBase:
   """Opens a local or remote file as text, gunzipping by content."""
-  raw = tf.io.gfile.GFile(path, "rb")
-  magic = raw.read(2)
-  raw.seek(0)
-  stream = gzip.GzipFile(fileobj=raw) if magic == b"\x1f\x8b" else raw
+  stream = io.BufferedReader(_GFileReader(path), buffer_size=1 << 20)
+  if stream.peek(2)[:2] == b"\x1f\x8b":
+    stream = gzip.GzipFile(fileobj=stream)
   return io.TextIOWrapper(stream, encoding="utf-8", errors="replace")
 
 
