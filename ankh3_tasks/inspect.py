@@ -85,16 +85,22 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
       "--inputs_length", type=int, default=preprocessors.DEFAULT_SEQUENCE_LENGTH
   )
   parser.add_argument(
-      "--targets_length", type=int, default=preprocessors.DEFAULT_SEQUENCE_LENGTH
+      "--targets_length",
+      type=int,
+      default=preprocessors.DEFAULT_SEQUENCE_LENGTH,
   )
   parser.add_argument("--ids", action="store_true", help="print ids too")
   parser.add_argument(
       "--width", type=int, default=100, help="wrap text at this column"
   )
   args = parser.parse_args(argv)
-  if args.task not in seqio.TaskRegistry.names() | seqio.MixtureRegistry.names():
+  if (
+      args.task
+      not in seqio.TaskRegistry.names() | seqio.MixtureRegistry.names()
+  ):
     known = sorted(
-        n for n in seqio.TaskRegistry.names() | seqio.MixtureRegistry.names()
+        n
+        for n in seqio.TaskRegistry.names() | seqio.MixtureRegistry.names()
         if n.startswith("ankh3_")
     )
     parser.error(f"unknown task {args.task!r}; Ankh3 tasks: {', '.join(known)}")

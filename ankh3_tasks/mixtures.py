@@ -19,7 +19,10 @@ def register_ankh3_mixture(prefix: str, rate: float = 1.0) -> seqio.Mixture:
   seqio.MixtureRegistry.remove(name)
   return seqio.MixtureRegistry.add(
       name,
-      [(f"{prefix}_{tasks.DENOISE}", rate), (f"{prefix}_{tasks.COMPLETE}", rate)],
+      [
+          (f"{prefix}_{tasks.DENOISE}", rate),
+          (f"{prefix}_{tasks.COMPLETE}", rate),
+      ],
   )
 
 

@@ -356,9 +356,7 @@ def denoise_example(
       tf.maximum(span_index, 0),
   )
   keep_in_inputs = tf.logical_or(tf.logical_not(mask), starts)
-  inputs = tf.boolean_mask(
-      tf.where(starts, sentinels, protein), keep_in_inputs
-  )
+  inputs = tf.boolean_mask(tf.where(starts, sentinels, protein), keep_in_inputs)
   pairs = tf.reshape(tf.stack([sentinels, protein], axis=1), [-1])
   keep_in_targets = tf.reshape(tf.stack([starts, mask], axis=1), [-1])
   targets = tf.boolean_mask(pairs, keep_in_targets)

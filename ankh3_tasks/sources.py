@@ -97,7 +97,8 @@ class ReadStats:
     reasons = ", ".join(f"{r}: {n}" for r, n in sorted(self.skipped.items()))
     return (
         f"{self.name}: read {self.read}, kept {self.kept}, skipped "
-        f"{self.read - self.kept}" + (f" ({reasons})" if reasons else "")
+        f"{self.read - self.kept}"
+        + (f" ({reasons})" if reasons else "")
     )
 
   def as_dict(self) -> dict[str, object]:
@@ -128,9 +129,7 @@ def clean_sequence(raw: str) -> tuple[str, str, str]:
   return sequence, INVALID_CHARACTERS, repr("".join(bad))
 
 
-def _check(
-    record_id: str, raw: str, stats: ReadStats
-) -> Optional[Record]:
+def _check(record_id: str, raw: str, stats: ReadStats) -> Optional[Record]:
   sequence, reason, detail = clean_sequence(raw)
   if reason:
     stats.skip(record_id, reason, detail)
@@ -195,7 +194,9 @@ def read_fasta(path: str, stats: ReadStats) -> Iterator[Record]:
       if lines:
         stats.skip(f"{path}:1", SEQUENCE_BEFORE_HEADER)
       return None
-    record_id = header.split(maxsplit=1)[0] if header.strip() else f"{path}:{number}"
+    record_id = (
+        header.split(maxsplit=1)[0] if header.strip() else f"{path}:{number}"
+    )
     if not lines:
       stats.skip(record_id, HEADER_WITHOUT_SEQUENCE)
       return None
@@ -222,11 +223,17 @@ def read_fasta(path: str, stats: ReadStats) -> Iterator[Record]:
 
 
 def _pick_column(
-    names: Sequence[str], wanted: Optional[str], guesses: Sequence[str], path: str, what: str
+    names: Sequence[str],
+    wanted: Optional[str],
+    guesses: Sequence[str],
+    path: str,
+    what: str,
 ) -> Optional[str]:
   if wanted is not None:
     if wanted not in names:
-      raise ValueError(f"{path}: no {what} column {wanted!r}; columns: {list(names)}.")
+      raise ValueError(
+          f"{path}: no {what} column {wanted!r}; columns: {list(names)}."
+      )
     return wanted
   for guess in guesses:
     if guess in names:
@@ -265,20 +272,22 @@ def read_table(
   if _strip_gz(path).endswith(".parquet"):
     import pyarrow.parquet as pq  # pylint: disable=g-import-not-at-top
 
-    with tf.io.gfile.GFile(path, "rb") as f:
-      table = pq.ParquetFile(f)
-      names = table.schema_arrow.names
-      seq_col, id_col = _table_columns(names, sequence_column, id_column, path)
-      row = 0
-      columns = [c for c in (seq_col, id_col) if c]
-      for batch in table.iter_batches(columns=columns):
-        data = batch.to_pydict()
-        ids = data[id_col] if id_col else [None] * batch.num_rows
-        for record_id, raw in zip(ids, data[seq_col]):
-          row += 1
-          record = _check(str(record_id) if record_id is not None else f"{path}:{row}", raw or "", stats)
-          if record:
-            yield record
+    # pyarrow opens local paths and gs:// URIs itself.
+    table = pq.ParquetFile(path)
+    names = table.schema_arrow.names
+    seq_col, id_col = _table_columns(names, sequence_column, id_column, path)
+    columns = [c for c in (seq_col, id_col) if c]
+    row = 0
+    for batch in table.iter_batches(columns=columns):
+      data = batch.to_pydict()
+      ids = data[id_col] if id_col else [None] * batch.num_rows
+      for record_id, raw in zip(ids, data[seq_col]):
+        row += 1
+        if record_id is None:
+          record_id = f"{path}:{row}"
+        record = _check(str(record_id), raw or "", stats)
+        if record:
+          yield record
     return
   delimiter = "\t" if _strip_gz(path).endswith(".tsv") else ","
   with _open_text(path) as f:
@@ -293,7 +302,9 @@ def read_table(
 
 
 def _table_columns(names, sequence_column, id_column, path):
-  seq_col = _pick_column(names, sequence_column, _SEQUENCE_COLUMNS, path, "sequence")
+  seq_col = _pick_column(
+      names, sequence_column, _SEQUENCE_COLUMNS, path, "sequence"
+  )
   if seq_col is None:
     raise ValueError(
         f"{path}: no sequence column among {list(names)}; name it with "
@@ -351,11 +362,12 @@ def read_records(
 # ------------------------------------------------------------------ TFRecord
 
 
-def _report_tf(stats: ReadStats, record_id, reason, detail):
+def _report_tf(stats: ReadStats, record_id, reason, invalid):
+  invalid = invalid.numpy().decode("utf-8", "replace")
   stats.skip(
       record_id.numpy().decode("utf-8", "replace"),
       reason.numpy().decode(),
-      detail.numpy().decode("utf-8", "replace"),
+      repr("".join(sorted(set(invalid)))) if invalid else "",
   )
   return False
 
@@ -370,9 +382,7 @@ def _clean_sequence_tf(
   sequence = tf.strings.regex_replace(sequence, r"\*$", "")
   empty = tf.equal(tf.strings.length(sequence), 0)
   valid = tf.strings.regex_full_match(sequence, _VALID_RE.pattern)
-  detail = tf.strings.regex_replace(
-      sequence, f"[{vocabularies.RESIDUES}]", ""
-  )
+  detail = tf.strings.regex_replace(sequence, f"[{vocabularies.RESIDUES}]", "")
   report = functools.partial(_report_tf, stats)
 
   def bad():
@@ -463,12 +473,10 @@ def protein_dataset(
     for record_id, sequence in records():
       ids.append(record_id)
       sequences.append(sequence)
-    return tf.data.Dataset.from_tensor_slices(
-        {
-            "id": tf.constant(ids, dtype=tf.string),
-            "sequence": tf.constant(sequences, dtype=tf.string),
-        }
-    )
+    return tf.data.Dataset.from_tensor_slices({
+        "id": tf.constant(ids, dtype=tf.string),
+        "sequence": tf.constant(sequences, dtype=tf.string),
+    })
   spec = {
       "id": tf.TensorSpec([], tf.string),
       "sequence": tf.TensorSpec([], tf.string),

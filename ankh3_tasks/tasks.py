@@ -86,7 +86,9 @@ def register_ankh3_tasks(
   """
   vocabulary = vocabulary or vocabularies.Ankh3Vocabulary()
   preprocessors.check_sentinel_budget(
-      max_residues, noise_densities, mean_noise_span_length,
+      max_residues,
+      noise_densities,
+      mean_noise_span_length,
       vocabulary.num_sentinels,
   )
   if not 0 <= denoise_probability <= 1:

@@ -22,8 +22,8 @@ Encoding rules, identical in Python (`encode`) and TensorFlow (`encode_tf`):
   * lowercase residues encode as their uppercase ids;
   * ASCII whitespace is ignored;
   * one terminal `*` (a stop codon marker) is dropped;
-  * `[NLU]`, `[S2S]`, `[NLG]`, `<extra_id_N>`, `<pad>`, `</s>` and `<unk>` encode
-    as single ids (matched case-insensitively);
+  * `[NLU]`, `[S2S]`, `[NLG]`, `<extra_id_N>`, `<pad>`, `</s>` and `<unk>`
+    encode as single ids (matched case-insensitively);
   * every other character maps to `<unk>`: count `unk_id` in the output to find
     them (see `count_unknown`).
 """
@@ -64,9 +64,7 @@ def default_tokens() -> tuple[str, ...]:
 
 # Multi-character tokens, matched before residues are read character by
 # character. RE2 (TensorFlow) and Python's `re` read this pattern identically.
-_SPECIAL_PATTERN = (
-    r"(?i)\[(?:NLU|S2S|NLG)\]|<extra_id_[0-9]+>|<pad>|</s>|<unk>"
-)
+_SPECIAL_PATTERN = r"(?i)\[(?:NLU|S2S|NLG)\]|<extra_id_[0-9]+>|<pad>|</s>|<unk>"
 _SPECIAL_RE = re.compile(_SPECIAL_PATTERN)
 # Marks in the character table that are not ids.
 _SKIP = -1  # whitespace
@@ -160,7 +158,9 @@ class Ankh3Vocabulary(seqio.Vocabulary):
     id_of = {}
     for i in range(size):
       piece = processor.id_to_piece(i)
-      name = piece[1:] if piece.startswith("\u2581") and len(piece) > 1 else piece
+      name = (
+          piece[1:] if piece.startswith("\u2581") and len(piece) > 1 else piece
+      )
       if name in wanted and name not in id_of:
         id_of[name] = i
     for i in range(NUM_SENTINELS):
@@ -326,9 +326,7 @@ class Ankh3Vocabulary(seqio.Vocabulary):
   def _decode_tf(self, ids: tf.Tensor) -> tf.Tensor:
     strings = list(self._tokens)
     strings[0] = strings[self.eos_id] = ""
-    return tf.strings.reduce_join(
-        tf.gather(tf.constant(strings), ids), axis=-1
-    )
+    return tf.strings.reduce_join(tf.gather(tf.constant(strings), ids), axis=-1)
 
   # -------------------------------------------------------------- identity
 

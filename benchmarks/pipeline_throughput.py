@@ -35,7 +35,8 @@ def main() -> None:
   import seqio  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
-  from ankh3_tasks import mixtures  # pylint: disable=g-import-not-at-top,unused-import
+  # pylint: disable-next=g-import-not-at-top,unused-import
+  from ankh3_tasks import mixtures
 
   tf.config.threading.set_inter_op_parallelism_threads(args.cores)
   tf.config.threading.set_intra_op_parallelism_threads(args.cores)

@@ -65,11 +65,15 @@ def test_golden_task_output_under_fixed_seed(tmp_path):
   tasks.register_ankh3_tasks("golden", lambda split: [path])
   try:
     denoised = seqio.get_mixture_or_task("golden_denoise").get_dataset(
-        {"inputs": 512, "targets": 512}, split="validation", shuffle=False,
+        {"inputs": 512, "targets": 512},
+        split="validation",
+        shuffle=False,
         seed=7,
     )
     completed = seqio.get_mixture_or_task("golden_complete").get_dataset(
-        {"inputs": 512, "targets": 512}, split="validation", shuffle=False,
+        {"inputs": 512, "targets": 512},
+        split="validation",
+        shuffle=False,
         seed=7,
     )
     # Written down from a run under seed 7; any change of the pipeline's
@@ -78,14 +82,16 @@ def test_golden_task_output_under_fixed_seed(tmp_path):
         denoised,
         [
             {
-                "inputs": VOCAB.encode("[NLU]M<extra_id_0>TAY<extra_id_1>AKQR")
-                + [1],
+                "inputs": (
+                    VOCAB.encode("[NLU]M<extra_id_0>TAY<extra_id_1>AKQR") + [1]
+                ),
                 "targets": VOCAB.encode("<extra_id_0>K<extra_id_1>I") + [1],
             },
             {
                 # Adjacent masked residues keep a sentinel each.
-                "inputs": VOCAB.encode("[NLU]GSHML<extra_id_0><extra_id_1>PVA")
-                + [1],
+                "inputs": (
+                    VOCAB.encode("[NLU]GSHML<extra_id_0><extra_id_1>PVA") + [1]
+                ),
                 "targets": VOCAB.encode("<extra_id_0>E<extra_id_1>D") + [1],
             },
         ],
@@ -93,10 +99,14 @@ def test_golden_task_output_under_fixed_seed(tmp_path):
     test_utils.assert_dataset(
         completed,
         [
-            {"inputs": VOCAB.encode("[S2S]MKTAY") + [1],
-             "targets": VOCAB.encode("IAKQR") + [1]},
-            {"inputs": VOCAB.encode("[S2S]GSHML") + [1],
-             "targets": VOCAB.encode("EDPVA") + [1]},
+            {
+                "inputs": VOCAB.encode("[S2S]MKTAY") + [1],
+                "targets": VOCAB.encode("IAKQR") + [1],
+            },
+            {
+                "inputs": VOCAB.encode("[S2S]GSHML") + [1],
+                "targets": VOCAB.encode("EDPVA") + [1],
+            },
         ],
     )
   finally:
@@ -139,7 +149,9 @@ def test_masking_never_needs_more_sentinels_than_exist():
 def test_longer_spans_unmask_and_have_the_asked_mean_length():
   proteins = _random_proteins(500, seed=4, low=100, high=510)
   examples = _run(
-      preprocessors.denoise, proteins, noise_densities=(0.15,),
+      preprocessors.denoise,
+      proteins,
+      noise_densities=(0.15,),
       mean_noise_span_length=3.0,
   )
   masked = spans = 0
@@ -152,14 +164,18 @@ def test_longer_spans_unmask_and_have_the_asked_mean_length():
 
 
 def test_tiny_proteins_are_handled():
-  proteins = [np.array([VOCAB.token_id("M")], np.int32),
-              np.array(VOCAB.encode("MK"), np.int32)]
+  proteins = [
+      np.array([VOCAB.token_id("M")], np.int32),
+      np.array(VOCAB.encode("MK"), np.int32),
+  ]
   for ex, p in zip(_run(preprocessors.denoise, proteins), proteins):
     assert _unmask(ex["inputs"][1:], ex["targets"]) == p.tolist()
   completed = _run(preprocessors.complete, proteins)
   assert completed[0] == {"inputs": [S2S], "targets": VOCAB.encode("M")}
-  assert completed[1] == {"inputs": [S2S] + VOCAB.encode("M"),
-                          "targets": VOCAB.encode("K")}
+  assert completed[1] == {
+      "inputs": [S2S] + VOCAB.encode("M"),
+      "targets": VOCAB.encode("K"),
+  }
 
 
 @pytest.mark.parametrize("split_fraction", [0.5, 0.3, (0.2, 0.8)])
@@ -188,7 +204,8 @@ def test_per_example_task_choice_follows_the_probability():
   proteins = _random_proteins(2000, seed=6, low=10, high=300)
   for probability in (0.5, 0.2):
     examples = _run(
-        preprocessors.denoise_or_complete, proteins,
+        preprocessors.denoise_or_complete,
+        proteins,
         denoise_probability=probability,
     )
     share = np.mean([ex["inputs"][0] == NLU for ex in examples])
@@ -203,7 +220,9 @@ def test_per_example_task_choice_follows_the_probability():
 def test_same_protein_meets_both_tasks_across_epochs():
   protein = _random_proteins(1, seed=7, low=50, high=51)
   seen = collections.Counter(
-      _run(preprocessors.denoise_or_complete, protein * 1, seed=s)[0]["inputs"][0]
+      _run(preprocessors.denoise_or_complete, protein * 1, seed=s)[0]["inputs"][
+          0
+      ]
       for s in range(20)
   )
   assert seen[NLU] > 0 and seen[S2S] > 0
@@ -238,7 +257,8 @@ def test_crop_is_random_in_training_and_fixed_in_evaluation():
   centered = crop(False, 0, eval_window="center")
   assert centered[0][0] == (1000 - 98) // 2
   short = tf.data.Dataset.from_tensors(
-      {"protein": protein[:10], "random_crop": True})
+      {"protein": protein[:10], "random_crop": True}
+  )
   with seqio.utils.map_seed_manager(0):
     out = list(preprocessors.crop_proteins(short).as_numpy_iterator())
   assert out[0]["protein"].tolist() == list(range(10))
@@ -251,10 +271,16 @@ def test_crop_is_random_in_training_and_fixed_in_evaluation():
 def test_too_many_sentinels_fail_at_construction(
     max_residues, densities, span, needed
 ):
-  with pytest.raises(ValueError, match=f"needs up to {needed} sentinels, but the vocabulary has 225"):
+  with pytest.raises(
+      ValueError,
+      match=f"needs up to {needed} sentinels, but the vocabulary has 225",
+  ):
     tasks.register_ankh3_tasks(
-        "toolong", lambda split: [], max_residues=max_residues,
-        noise_densities=densities, mean_noise_span_length=span,
+        "toolong",
+        lambda split: [],
+        max_residues=max_residues,
+        noise_densities=densities,
+        mean_noise_span_length=span,
     )
   assert "toolong_denoise" not in seqio.TaskRegistry.names()
   # Longer spans need fewer sentinels, so the same length passes.
@@ -262,7 +288,9 @@ def test_too_many_sentinels_fail_at_construction(
 
 
 def test_too_many_sentinels_fail_for_the_run_sequence_length():
-  ds = tf.data.Dataset.from_tensors({"protein": np.arange(3, 10, dtype=np.int32)})
+  ds = tf.data.Dataset.from_tensors(
+      {"protein": np.arange(3, 10, dtype=np.int32)}
+  )
   with pytest.raises(ValueError, match="needs up to"):
     preprocessors.denoise(ds, FEATURES, {"inputs": 2048, "targets": 2048})
 
@@ -279,7 +307,9 @@ def test_too_many_sentinels_fail_for_the_run_sequence_length():
     ],
 )
 def test_bad_settings_fail_fast(kwargs, message):
-  ds = tf.data.Dataset.from_tensors({"protein": np.arange(3, 10, dtype=np.int32)})
+  ds = tf.data.Dataset.from_tensors(
+      {"protein": np.arange(3, 10, dtype=np.int32)}
+  )
   with pytest.raises(ValueError, match=message):
     preprocessors.denoise_or_complete(ds, FEATURES, **kwargs)
 
@@ -288,7 +318,8 @@ def test_random_steps_come_after_the_cache_placeholder():
   task = seqio.get_mixture_or_task("ankh3_sample_multitask")
   names = [getattr(p, "func", p) for p in task.preprocessors]
   cache = next(
-      i for i, p in enumerate(task.preprocessors)
+      i
+      for i, p in enumerate(task.preprocessors)
       if isinstance(p, seqio.CacheDatasetPlaceholder)
   )
   assert names.index(preprocessors.tokenize_sequence) < cache

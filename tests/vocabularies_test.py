@@ -17,9 +17,23 @@ VOCAB = vocabularies.Ankh3Vocabulary()
 def test_table_matches_published_and_documented_ids():
   # Ankh's published ids, and this package's task tokens and sentinels.
   expected = {
-      "<pad>": 0, "</s>": 1, "<unk>": 2, "A": 3, "L": 4, "G": 5, "V": 6,
-      "S": 7, "E": 9, "P": 13, "Q": 16, "Z": 27, "[NLU]": 28, "[S2S]": 29,
-      "[NLG]": 30, "<extra_id_0>": 255, "<extra_id_224>": 31,
+      "<pad>": 0,
+      "</s>": 1,
+      "<unk>": 2,
+      "A": 3,
+      "L": 4,
+      "G": 5,
+      "V": 6,
+      "S": 7,
+      "E": 9,
+      "P": 13,
+      "Q": 16,
+      "Z": 27,
+      "[NLU]": 28,
+      "[S2S]": 29,
+      "[NLG]": 30,
+      "<extra_id_0>": 255,
+      "<extra_id_224>": 31,
   }
   for token, token_id in expected.items():
     assert VOCAB.token_id(token) == token_id, token
@@ -61,9 +75,19 @@ def test_unknown_characters_are_countable():
 
 
 _PIECES = st.sampled_from(
-    list("ALGVSREDTIPKFQNYMHWCXBOUZalgvxJ*-.0 \t\n\r<>[]é") + [
-        "[NLU]", "[s2s]", "[NLG", "<extra_id_7>", "<extra_id_300>", "<pad>",
-        "</s>", "<unk>", "<EXTRA_ID_3>", "\u00a0", "\U0001f600",
+    list("ALGVSREDTIPKFQNYMHWCXBOUZalgvxJ*-.0 \t\n\r<>[]é")
+    + [
+        "[NLU]",
+        "[s2s]",
+        "[NLG",
+        "<extra_id_7>",
+        "<extra_id_300>",
+        "<pad>",
+        "</s>",
+        "<unk>",
+        "<EXTRA_ID_3>",
+        "\u00a0",
+        "\U0001f600",
     ]
 )
 
@@ -71,19 +95,22 @@ _PIECES = st.sampled_from(
 @hypothesis.settings(max_examples=150, deadline=None)
 @hypothesis.given(st.lists(_PIECES, max_size=30).map("".join))
 def test_python_and_tf_encode_agree(text):
-  assert VOCAB.encode(text) == VOCAB.encode_tf(tf.constant(text)).numpy().tolist()
+  assert (
+      VOCAB.encode(text) == VOCAB.encode_tf(tf.constant(text)).numpy().tolist()
+  )
 
 
 @hypothesis.settings(max_examples=150, deadline=None)
 @hypothesis.given(st.lists(st.integers(0, 255), max_size=40))
 def test_python_and_tf_decode_agree(ids):
-  assert VOCAB.decode(ids) == VOCAB.decode_tf(tf.constant(ids, tf.int32)).numpy().decode()
+  assert (
+      VOCAB.decode(ids)
+      == VOCAB.decode_tf(tf.constant(ids, tf.int32)).numpy().decode()
+  )
 
 
 @hypothesis.settings(max_examples=100, deadline=None)
-@hypothesis.given(
-    st.lists(st.integers(2, 255), max_size=40)
-)
+@hypothesis.given(st.lists(st.integers(2, 255), max_size=40))
 def test_decode_then_encode_gives_back_ids(ids):
   # Every id except <pad> and </s> (dropped by decode) survives a round trip.
   assert VOCAB.encode(VOCAB.decode(ids)) == ids
@@ -93,7 +120,9 @@ def test_decode_stops_at_eos_and_shows_sentinels():
   assert VOCAB.decode([28, 19, 255, 11, 1, 19, 19]) == "[NLU]M<extra_id_0>T"
   batch = tf.constant([[28, 19, 1, 19], [255, 254, 0, 0]])
   assert VOCAB.decode_tf(batch).numpy().tolist() == [
-      b"[NLU]M", b"<extra_id_0><extra_id_1>"]
+      b"[NLU]M",
+      b"<extra_id_0><extra_id_1>",
+  ]
 
 
 def test_equality_between_separately_built_instances():
@@ -167,7 +196,9 @@ def test_from_sentencepiece_reports_every_differing_id(tmp_path):
       "L: built-in id 4, model id 3",
   ]
   assert vocab.encode("AL") == [4, 3]
-  assert vocab.encode("AL") == vocab.encode_tf(tf.constant("AL")).numpy().tolist()
+  assert (
+      vocab.encode("AL") == vocab.encode_tf(tf.constant("AL")).numpy().tolist()
+  )
   assert vocab != VOCAB
 
 

@@ -15,10 +15,27 @@ import numpy as np
 
 # UniProtKB/Swiss-Prot amino-acid composition, percent.
 COMPOSITION = {
-    "A": 8.25, "R": 5.53, "N": 4.06, "D": 5.45, "C": 1.37, "Q": 3.93,
-    "E": 6.75, "G": 7.07, "H": 2.27, "I": 5.96, "L": 9.66, "K": 5.84,
-    "M": 2.42, "F": 3.86, "P": 4.70, "S": 6.56, "T": 5.34, "W": 1.08,
-    "Y": 2.92, "V": 6.87, "X": 0.01,
+    "A": 8.25,
+    "R": 5.53,
+    "N": 4.06,
+    "D": 5.45,
+    "C": 1.37,
+    "Q": 3.93,
+    "E": 6.75,
+    "G": 7.07,
+    "H": 2.27,
+    "I": 5.96,
+    "L": 9.66,
+    "K": 5.84,
+    "M": 2.42,
+    "F": 3.86,
+    "P": 4.70,
+    "S": 6.56,
+    "T": 5.34,
+    "W": 1.08,
+    "Y": 2.92,
+    "V": 6.87,
+    "X": 0.01,
 }
 SPLITS = {"train": 3000, "validation": 300}
 MIN_LENGTH, MAX_LENGTH = 30, 1500
@@ -45,7 +62,9 @@ def main() -> None:
       for sequence in proteins(rng, count):
         number += 1
         name = f"S{number:05d}"
-        lines = [f">UniRef50_{name} Synthetic protein n=1 Tax=none RepID={name}"]
+        lines = [
+            f">UniRef50_{name} Synthetic protein n=1 Tax=none RepID={name}"
+        ]
         lines += [sequence[i : i + 60] for i in range(0, len(sequence), 60)]
         raw.write(("\n".join(lines) + "\n").encode())
     print(f"wrote {count} proteins to {os.path.relpath(path)}")

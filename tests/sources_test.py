@@ -1,0 +1,212 @@
+"""Tests of the protein readers: formats, bad records, data directories."""
+
+import gzip
+import logging as std_logging
+import os
+
+import gin
+import pandas as pd
+import pytest
+import seqio
+import tensorflow as tf
+
+from ankh3_tasks import sources
+from ankh3_tasks import tasks  # pylint: disable=unused-import
+from conftest import write_fasta
+
+
+def _read(paths, **kwargs):
+  stats = sources.ReadStats("test")
+  ds = sources.protein_dataset([str(p) for p in paths], stats, **kwargs)
+  records = [
+      (r["id"].decode(), r["sequence"].decode()) for r in ds.as_numpy_iterator()
+  ]
+  return records, stats
+
+
+def test_fasta_multiline_gzip_crlf_lowercase_and_stop(tmp_path):
+  records = [
+      ("UniRef50_A n=2 Tax=x", ["MKTA", "yiak"]),
+      ("UniRef50_B", ["GSH*"]),
+  ]
+  for gz, newline in ((False, "\n"), (True, "\n"), (False, "\r\n")):
+    path = write_fasta(
+        tmp_path / f"p{gz}{len(newline)}.fa", records, gz=gz, newline=newline
+    )
+    got, stats = _read([path])
+    assert got == [("UniRef50_A", "MKTAYIAK"), ("UniRef50_B", "GSH")]
+    assert (stats.read, stats.kept, dict(stats.skipped)) == (2, 2, {})
+
+
+def test_bad_fasta_records_are_counted_named_and_do_not_stop(tmp_path, caplog):
+  path = write_fasta(
+      tmp_path / "bad.fasta",
+      [
+          (None, ["MKT"]),  # before the first header
+          ("ok1", ["MKT"]),
+          ("no_sequence", []),  # header without sequence
+          ("digits", ["MK1T"]),
+          ("gaps", ["MK-T.", "AB"]),
+          ("stars", ["*"]),  # empty once the stop is gone
+          ("jay", ["MJT"]),
+          ("ok2", ["ACDE"]),
+          ("at_end", []),
+      ],
+  )
+  with caplog.at_level(std_logging.WARNING):
+    got, stats = _read([path])
+  assert got == [("ok1", "MKT"), ("ok2", "ACDE")]
+  assert stats.read == 9 and stats.kept == 2
+  assert dict(stats.skipped) == {
+      sources.SEQUENCE_BEFORE_HEADER: 1,
+      sources.HEADER_WITHOUT_SEQUENCE: 2,
+      sources.INVALID_CHARACTERS: 3,
+      sources.EMPTY: 1,
+  }
+  log = caplog.text
+  for name in ("no_sequence", "digits", "'-.'", "jay", "'J'", "at_end"):
+    assert name in log
+  assert "read 9, kept 2, skipped 7" in stats.summary()
+
+
+def test_truncated_gzip_fails_naming_file_and_record(tmp_path):
+  path = write_fasta(
+      tmp_path / "cut.fasta.gz",
+      [(f"r{i}", ["MKTAYIAKQRQISFVKSHFSRQ" * 20]) for i in range(200)],
+      gz=True,
+  )
+  data = open(path, "rb").read()
+  with open(path, "wb") as f:
+    f.write(data[: len(data) // 2])
+  with pytest.raises(
+      EOFError, match=r"cut\.fasta\.gz: unreadable after record 'r\d+'"
+  ):
+    list(sources.read_fasta(path, sources.ReadStats()))
+
+
+@pytest.mark.parametrize("ext, sep", [("csv", ","), ("tsv", "\t")])
+def test_csv_and_tsv_with_named_or_guessed_columns(tmp_path, ext, sep):
+  frame = pd.DataFrame(
+      {"id": ["a", "b", "c", "d"], "text": ["MKT", "", "MK1", "acd*"]}
+  )
+  path = tmp_path / f"u50.{ext}"
+  frame.to_csv(path, sep=sep, index=False)
+  got, stats = _read([path])
+  assert got == [("a", "MKT"), ("d", "ACD")]
+  assert dict(stats.skipped) == {
+      sources.EMPTY: 1,
+      sources.INVALID_CHARACTERS: 1,
+  }
+  frame.rename(columns={"text": "seq_col", "id": "acc"}).to_csv(
+      path, sep=sep, index=False
+  )
+  got, _ = _read([path], sequence_column="seq_col", id_column="acc")
+  assert got == [("a", "MKT"), ("d", "ACD")]
+  with pytest.raises(ValueError, match="no sequence column"):
+    _read([path])
+  with pytest.raises(ValueError, match="no sequence column 'missing'"):
+    _read([path], sequence_column="missing")
+
+
+def test_parquet(tmp_path):
+  path = tmp_path / "train-0.parquet"
+  pd.DataFrame(
+      {"id": ["a", "b", None], "sequence": ["MKT", None, "GGS"]}
+  ).to_parquet(path)
+  got, stats = _read([path])
+  assert got[0] == ("a", "MKT")
+  assert got[1][1] == "GGS" and got[1][0].endswith(":3")
+  assert dict(stats.skipped) == {sources.EMPTY: 1}
+
+
+def test_one_protein_per_line(tmp_path):
+  path = tmp_path / "p.txt.gz"
+  with gzip.open(path, "wt") as f:
+    f.write("MKT\n\nacd\nMK9\n")
+  got, stats = _read([path])
+  assert got == [("p.txt.gz:1", "MKT"), ("p.txt.gz:3", "ACD")]
+  assert stats.skipped[sources.INVALID_CHARACTERS] == 1
+
+
+def test_tfrecord_shards_skip_and_count_bad_records(tmp_path, caplog):
+  path = str(tmp_path / "train-00000-of-00001.tfrecord")
+  with tf.io.TFRecordWriter(path) as writer:
+    for record_id, sequence in [
+        ("a", "MKT"),
+        ("b", ""),
+        ("c", "MK-T"),
+        ("d", "acd*"),
+    ]:
+      example = tf.train.Example(
+          features=tf.train.Features(
+              feature={
+                  "id": tf.train.Feature(
+                      bytes_list=tf.train.BytesList(value=[record_id.encode()])
+                  ),
+                  "sequence": tf.train.Feature(
+                      bytes_list=tf.train.BytesList(value=[sequence.encode()])
+                  ),
+              }
+          )
+      )
+      writer.write(example.SerializeToString())
+  with caplog.at_level(std_logging.WARNING):
+    got, stats = _read([path])
+  assert got == [("a", "MKT"), ("d", "ACD")]
+  assert dict(stats.skipped) == {
+      sources.EMPTY: 1,
+      sources.INVALID_CHARACTERS: 1,
+  }
+  assert "'c'" in caplog.text and "'-'" in caplog.text
+
+
+def test_large_inputs_stream_and_give_the_same_records(tmp_path, monkeypatch):
+  path = write_fasta(
+      tmp_path / "p.fasta", [("a", ["MKT"]), ("b", ["M1"]), ("c", ["GG"])]
+  )
+  small, _ = _read([path])
+  monkeypatch.setattr(sources, "IN_MEMORY_BYTES", 0)
+  streamed, stats = _read([path])
+  assert streamed == small == [("a", "MKT"), ("c", "GG")]
+  assert stats.skipped[sources.INVALID_CHARACTERS] == 1
+
+
+def test_unknown_format_and_mixed_inputs_fail_clearly(tmp_path):
+  with pytest.raises(ValueError, match="unknown protein file format"):
+    sources.file_format("proteins.xlsx")
+  with pytest.raises(ValueError, match="Do not mix"):
+    sources.protein_dataset(["a.tfrecord", "b.fasta"])
+
+
+def test_data_dir_from_gin_macro_wins_over_environment(monkeypatch):
+  monkeypatch.delenv(sources.DATA_DIR_ENV, raising=False)
+  with pytest.raises(ValueError, match="ANKH3_DATA_DIR"):
+    sources.data_dir()
+  monkeypatch.setenv(sources.DATA_DIR_ENV, "/from/env")
+  assert sources.data_dir() == "/from/env"
+  gin.parse_config("ANKH3_DATA_DIR = '/from/gin'")
+  try:
+    assert sources.data_dir() == "/from/gin"
+  finally:
+    gin.clear_config()
+
+
+def test_uniref50_tasks_read_the_user_directory(tmp_path, monkeypatch):
+  os.makedirs(tmp_path / "validation")
+  write_fasta(tmp_path / "train.fasta", [("t1", ["MKTAYIAK"])])
+  write_fasta(
+      tmp_path / "validation" / "part-0.fasta.gz",
+      [("v1", ["GSHMLEDP"]), ("v2", ["ACDEFGHIK"])],
+      gz=True,
+  )
+  monkeypatch.setenv(sources.DATA_DIR_ENV, str(tmp_path))
+  assert sources.split_files(str(tmp_path), "train") == [
+      str(tmp_path / "train.fasta")
+  ]
+  for split, count in (("train", 1), ("validation", 2)):
+    ds = seqio.get_mixture_or_task("ankh3_uniref50_multitask").get_dataset(
+        {"inputs": 512, "targets": 512}, split=split, shuffle=False, seed=0
+    )
+    assert len(list(ds.as_numpy_iterator())) == count
+  with pytest.raises(ValueError, match="No protein files for split 'test'"):
+    sources.split_files(str(tmp_path), "test")
