@@ -18,14 +18,13 @@ excepted: gzipped TFRecord files are read with `compression="GZIP"` by name).
 
 import collections
 import csv
-import dataclasses
 import functools
 import gzip
 import io
 import os
 import re
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Optional
 
 from absl import logging

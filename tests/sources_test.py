@@ -1,11 +1,13 @@
 """Tests of the protein readers: formats, bad records, data directories."""
 
+import csv
 import gzip
 import logging as std_logging
 import os
 
 import gin
-import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import seqio
 import tensorflow as tf
@@ -84,22 +86,25 @@ def test_truncated_gzip_fails_naming_file_and_record(tmp_path):
     list(sources.read_fasta(path, sources.ReadStats()))
 
 
+def _write_table(path, sep, header, rows):
+  with open(path, "w", newline="") as f:
+    writer = csv.writer(f, delimiter=sep)
+    writer.writerow(header)
+    writer.writerows(rows)
+
+
 @pytest.mark.parametrize("ext, sep", [("csv", ","), ("tsv", "\t")])
 def test_csv_and_tsv_with_named_or_guessed_columns(tmp_path, ext, sep):
-  frame = pd.DataFrame(
-      {"id": ["a", "b", "c", "d"], "text": ["MKT", "", "MK1", "acd*"]}
-  )
+  rows = [("a", "MKT"), ("b", ""), ("c", "MK1"), ("d", "acd*")]
   path = tmp_path / f"u50.{ext}"
-  frame.to_csv(path, sep=sep, index=False)
+  _write_table(path, sep, ("id", "text"), rows)
   got, stats = _read([path])
   assert got == [("a", "MKT"), ("d", "ACD")]
   assert dict(stats.skipped) == {
       sources.EMPTY: 1,
       sources.INVALID_CHARACTERS: 1,
   }
-  frame.rename(columns={"text": "seq_col", "id": "acc"}).to_csv(
-      path, sep=sep, index=False
-  )
+  _write_table(path, sep, ("acc", "seq_col"), rows)
   got, _ = _read([path], sequence_column="seq_col", id_column="acc")
   assert got == [("a", "MKT"), ("d", "ACD")]
   with pytest.raises(ValueError, match="no sequence column"):
@@ -110,9 +115,10 @@ def test_csv_and_tsv_with_named_or_guessed_columns(tmp_path, ext, sep):
 
 def test_parquet(tmp_path):
   path = tmp_path / "train-0.parquet"
-  pd.DataFrame(
-      {"id": ["a", "b", None], "sequence": ["MKT", None, "GGS"]}
-  ).to_parquet(path)
+  pq.write_table(
+      pa.table({"id": ["a", "b", None], "sequence": ["MKT", None, "GGS"]}),
+      path,
+  )
   got, stats = _read([path])
   assert got[0] == ("a", "MKT")
   assert got[1][1] == "GGS" and got[1][0].endswith(":3")
