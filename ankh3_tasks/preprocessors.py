@@ -407,11 +407,17 @@ def complete_example(
   """
   low, high = _check_split_fraction(split_fraction)
   if low == high:
-    fraction = tf.constant(low)
+    fraction = tf.constant(low, tf.float64)
   else:
-    fraction = tf.random.stateless_uniform([], seed, minval=low, maxval=high)
+    fraction = tf.random.stateless_uniform(
+        [], seed, minval=low, maxval=high, dtype=tf.float64
+    )
   length = tf.size(protein)
-  prefix = tf.cast(tf.floor(fraction * tf.cast(length, tf.float32)), tf.int32)
+  # float64, so that floor(0.53 * 100) is 53, not 52.
+  prefix = tf.cast(
+      tf.floor(tf.cast(fraction, tf.float64) * tf.cast(length, tf.float64)),
+      tf.int32,
+  )
   prefix = tf.clip_by_value(prefix, tf.minimum(1, length - 1), length - 1)
   task = tf.constant([vocabulary.token_id(vocabularies.S2S)], dtype=tf.int32)
   return tf.concat([task, protein[:prefix]], axis=0), protein[prefix:]

@@ -117,7 +117,11 @@ def clean_sequence(raw: str) -> tuple[str, str, str]:
     The cleaned sequence, the reason to skip it (empty when good) and a detail
     for the log.
   """
-  sequence = _WHITESPACE_RE.sub("", raw).upper()
+  # Upper-case ASCII only, as the vocabulary and the TFRecord path do
+  # (str.upper would turn "ı" into "I").
+  sequence = _WHITESPACE_RE.sub("", raw)
+  if sequence.isascii():
+    sequence = sequence.upper()
   if sequence.endswith("*"):
     sequence = sequence[:-1]
   if not sequence:
@@ -162,7 +166,8 @@ def _open_text(path: str) -> io.TextIOBase:
   stream = io.BufferedReader(_GFileReader(path), buffer_size=1 << 20)
   if stream.peek(2)[:2] == b"\x1f\x8b":
     stream = gzip.GzipFile(fileobj=stream)
-  return io.TextIOWrapper(stream, encoding="utf-8", errors="replace")
+  # utf-8-sig drops a byte-order mark.
+  return io.TextIOWrapper(stream, encoding="utf-8-sig", errors="replace")
 
 
 def read_fasta(path: str, stats: ReadStats) -> Iterator[Record]:
@@ -184,6 +189,7 @@ def read_fasta(path: str, stats: ReadStats) -> Iterator[Record]:
       and the last record read.
   """
   header = None
+  header_line = 0
   lines = []
   number = 0
   last_id = None
@@ -194,7 +200,9 @@ def read_fasta(path: str, stats: ReadStats) -> Iterator[Record]:
         stats.skip(f"{path}:1", SEQUENCE_BEFORE_HEADER)
       return None
     record_id = (
-        header.split(maxsplit=1)[0] if header.strip() else f"{path}:{number}"
+        header.split(maxsplit=1)[0]
+        if header.strip()
+        else f"{path}:{header_line}"
     )
     if not lines:
       stats.skip(record_id, HEADER_WITHOUT_SEQUENCE)
@@ -209,7 +217,7 @@ def read_fasta(path: str, stats: ReadStats) -> Iterator[Record]:
           if record:
             last_id = record[0]
             yield record
-          header, lines = line[1:].strip(), []
+          header, header_line, lines = line[1:].strip(), number, []
         elif line.strip():
           lines.append(line)
   except (OSError, EOFError, gzip.BadGzipFile) as e:
@@ -284,11 +292,17 @@ def read_table(
         row += 1
         if record_id is None:
           record_id = f"{path}:{row}"
+        if isinstance(raw, bytes):
+          raw = raw.decode("utf-8", errors="replace")
+        if isinstance(record_id, bytes):
+          record_id = record_id.decode("utf-8", errors="replace")
         record = _check(str(record_id), raw or "", stats)
         if record:
           yield record
     return
   delimiter = "\t" if _strip_gz(path).endswith(".tsv") else ","
+  # Titin has over 34,000 residues; lift csv's 131,072-character field cap.
+  csv.field_size_limit(1 << 30)
   with _open_text(path) as f:
     reader = csv.DictReader(f, delimiter=delimiter)
     names = reader.fieldnames or []
@@ -328,7 +342,10 @@ def _strip_gz(path: str) -> str:
 
 def file_format(path: str) -> str:
   """Returns `fasta`, `table`, `text` or `tfrecord` for a file name."""
-  name = _strip_gz(os.path.basename(path)).lower()
+  name = os.path.basename(path).lower()
+  if name.endswith(".parquet.gz"):
+    raise ValueError(f"{path}: Parquet compresses itself; do not gzip it.")
+  name = _strip_gz(name)
   if ".tfrecord" in name:
     return "tfrecord"
   ext = os.path.splitext(name)[1]
@@ -404,13 +421,13 @@ def tfrecord_dataset(
   Args:
     paths: the shards, read in this order (gzipped if named `.gz`).
     stats: counts bad records (good ones are not counted, to stay in graph).
+      Records that do not parse are dropped with tf.data's warning.
     sequence_key: feature of the sequence.
     id_key: feature of the record id (may be absent from the shards).
 
   Returns:
     A dataset of {"id", "sequence"} string scalars.
   """
-  compression = "GZIP" if paths and paths[0].endswith(".gz") else None
   spec = {
       sequence_key: tf.io.FixedLenFeature([], tf.string, default_value=""),
       id_key: tf.io.FixedLenFeature([], tf.string, default_value=""),
@@ -424,8 +441,15 @@ def tfrecord_dataset(
     sequence, keep = _clean_sequence_tf(record["id"], record["sequence"], stats)
     return {"id": record["id"], "sequence": sequence, "keep": keep}
 
-  ds = tf.data.TFRecordDataset(list(paths), compression_type=compression)
-  ds = ds.map(parse).map(clean)
+  ds = None
+  for path in paths:
+    shard = tf.data.TFRecordDataset(
+        path, compression_type="GZIP" if path.endswith(".gz") else None
+    )
+    ds = shard if ds is None else ds.concatenate(shard)
+  # A record that is not a tf.train.Example of strings is dropped with a
+  # warning from tf.data (not counted in `stats`) instead of stopping.
+  ds = ds.map(parse).ignore_errors(log_warning=True).map(clean)
   ds = ds.filter(lambda r: r["keep"])
   return ds.map(lambda r: {"id": r["id"], "sequence": r["sequence"]})
 
@@ -531,7 +555,12 @@ def split_files(directory: str, split: str) -> list[str]:
     ValueError: when the split has no files.
   """
   candidates = tf.io.gfile.glob(os.path.join(directory, split, "*"))
-  candidates += tf.io.gfile.glob(os.path.join(directory, f"{split}*"))
+  candidates += [
+      path
+      for path in tf.io.gfile.glob(os.path.join(directory, f"{split}*"))
+      # `train.fasta`, `train-0001.tfrecord`, not `training_notes.txt`.
+      if re.match(rf"{re.escape(split)}([._-]|$)", os.path.basename(path))
+  ]
   files = []
   for path in sorted(set(candidates)):
     if tf.io.gfile.isdir(path):

@@ -45,10 +45,7 @@ def register_ankh3_tasks(
     *,
     splits: Sequence[str] = ("train", "validation"),
     vocabulary: Optional[vocabularies.Ankh3Vocabulary] = None,
-    max_residues: int = (
-        preprocessors.DEFAULT_SEQUENCE_LENGTH
-        - preprocessors.NUM_NON_RESIDUE_IDS
-    ),
+    max_residues: Optional[int] = None,
     eval_window: str = "start",
     denoise_probability: float = preprocessors.DEFAULT_DENOISE_PROBABILITY,
     noise_densities: Sequence[float] = preprocessors.DEFAULT_NOISE_DENSITIES,
@@ -67,9 +64,10 @@ def register_ankh3_tasks(
     files_fn: maps a split name to its protein files (read lazily).
     splits: split names; `train` gets random crops, the others fixed ones.
     vocabulary: defaults to the built-in Ankh3 table.
-    max_residues: the most residues per example at the longest sequence
-      length the tasks are built for (510 for the paper's 512); the crop
-      itself follows the run's sequence length when seqio passes one.
+    max_residues: crop proteins to this many residues. By default the crop
+      follows the run's `inputs` length (minus the task token and `</s>`:
+      510 for the paper's 512), and the sentinel check at registration
+      assumes 510.
     eval_window: crop window of the evaluation splits (`start`, `center`).
     denoise_probability: per-example share of denoising in `multitask`.
     noise_densities: masking probabilities drawn from, per example.
@@ -86,7 +84,7 @@ def register_ankh3_tasks(
   """
   vocabulary = vocabulary or vocabularies.Ankh3Vocabulary()
   preprocessors.check_sentinel_budget(
-      max_residues,
+      preprocessors.residue_budget(max_residues=max_residues),
       noise_densities,
       mean_noise_span_length,
       vocabulary.num_sentinels,
@@ -99,6 +97,7 @@ def register_ankh3_tasks(
   denoise_options = dict(
       noise_densities=tuple(noise_densities),
       mean_noise_span_length=mean_noise_span_length,
+      max_residues=max_residues,
   )
   objectives = {
       DENOISE: functools.partial(preprocessors.denoise, **denoise_options),
@@ -124,7 +123,9 @@ def register_ankh3_tasks(
             preprocessors.tokenize_sequence,
             seqio.CacheDatasetPlaceholder(),
             functools.partial(
-                preprocessors.crop_proteins, eval_window=eval_window
+                preprocessors.crop_proteins,
+                max_residues=max_residues,
+                eval_window=eval_window,
             ),
             objective,
             seqio.preprocessors.append_eos,

@@ -65,7 +65,8 @@ def default_tokens() -> tuple[str, ...]:
 # Multi-character tokens, matched before residues are read character by
 # character. RE2 (TensorFlow) and Python's `re` read this pattern identically.
 _SPECIAL_PATTERN = r"(?i)\[(?:NLU|S2S|NLG)\]|<extra_id_[0-9]+>|<pad>|</s>|<unk>"
-_SPECIAL_RE = re.compile(_SPECIAL_PATTERN)
+# re.ASCII: case folding of ASCII only, like RE2 and `tf.strings.upper`.
+_SPECIAL_RE = re.compile(_SPECIAL_PATTERN, re.ASCII)
 # Marks in the character table that are not ids.
 _SKIP = -1  # whitespace
 _STAR = -2  # `*`: dropped when last, `<unk>` elsewhere
@@ -267,13 +268,22 @@ class Ankh3Vocabulary(seqio.Vocabulary):
 
   def _decode(self, ids: Iterable[int]) -> str:
     skip = (self.token_id(PAD), self.eos_id)
-    return "".join(self._tokens[i] for i in map(int, ids) if i not in skip)
+    ids = [int(i) for i in ids]
+    if any(i < 0 for i in ids):
+      raise ValueError(f"Negative id in {ids}.")
+    return "".join(self._tokens[i] for i in ids if i not in skip)
 
   # ----------------------------------------------------------- tensorflow
 
   def _encode_tf(self, s: tf.Tensor) -> tf.Tensor:
     """Encodes a scalar string tensor to a 1-D int32 tensor."""
-    s = tf.convert_to_tensor(s, dtype=tf.string)
+    # Invalid UTF-8 becomes U+FFFD, as in Python's `decode(errors="replace")`.
+    s = tf.strings.unicode_transcode(
+        tf.convert_to_tensor(s, dtype=tf.string),
+        "UTF-8",
+        "UTF-8",
+        errors="replace",
+    )
     has_special = tf.strings.regex_full_match(s, r"(?s).*[\[<].*")
     ids = tf.cond(
         has_special,

@@ -1,6 +1,8 @@
 """Tests of the Ankh3 preprocessors: golden outputs and invariants."""
 
 import collections
+import fractions
+import math
 
 import numpy as np
 import pytest
@@ -178,9 +180,11 @@ def test_tiny_proteins_are_handled():
   }
 
 
-@pytest.mark.parametrize("split_fraction", [0.5, 0.3, (0.2, 0.8)])
+@pytest.mark.parametrize("split_fraction", [0.5, 0.3, 0.53, 0.21, (0.2, 0.8)])
 def test_completion_halves_concatenate_to_the_protein(split_fraction):
   proteins = _random_proteins(500, seed=5, low=2)
+  # Lengths where float32 arithmetic would floor 0.53 * 100 to 52.
+  proteins += [np.full(n, 3, np.int32) for n in (100, 300)]
   examples = _run(
       preprocessors.complete, proteins, split_fraction=split_fraction
   )
@@ -191,10 +195,10 @@ def test_completion_halves_concatenate_to_the_protein(split_fraction):
     assert ex["targets"]
     prefixes.append((len(ex["inputs"]) - 1) / len(protein))
   if isinstance(split_fraction, float):
-    assert all(
-        len(ex["inputs"]) - 1 == max(1, int(split_fraction * len(p)))
-        for p, ex in zip(proteins, examples)
-    )
+    exact = fractions.Fraction(str(split_fraction))
+    for p, ex in zip(proteins, examples):
+      expected = min(max(math.floor(exact * len(p)), 1), len(p) - 1)
+      assert len(ex["inputs"]) - 1 == expected, (len(p), split_fraction)
   else:
     assert 0.45 < np.mean(prefixes) < 0.55
     assert min(prefixes) < 0.3 and max(prefixes) > 0.7
@@ -325,3 +329,18 @@ def test_random_steps_come_after_the_cache_placeholder():
   assert names.index(preprocessors.tokenize_sequence) < cache
   assert names.index(preprocessors.crop_proteins) > cache
   assert names.index(preprocessors.denoise_or_complete) > cache
+
+
+def test_max_residues_sets_the_crop(tmp_path):
+  path = write_fasta(tmp_path / "long.fasta", [("long", ["MKTAYIAKQR" * 50])])
+  tasks.register_ankh3_tasks("short", lambda split: [path], max_residues=30)
+  try:
+    ds = seqio.get_mixture_or_task("short_complete").get_dataset(
+        {"inputs": 512, "targets": 512}, split="train", seed=0
+    )
+    ex = next(ds.as_numpy_iterator())
+    # 30 residues, the task token and two </s>.
+    assert len(ex["inputs"]) + len(ex["targets"]) == 30 + 3
+  finally:
+    for kind in ("denoise", "complete", "multitask"):
+      seqio.TaskRegistry.remove(f"short_{kind}")

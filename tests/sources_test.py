@@ -216,3 +216,65 @@ def test_uniref50_tasks_read_the_user_directory(tmp_path, monkeypatch):
     assert len(list(ds.as_numpy_iterator())) == count
   with pytest.raises(ValueError, match="No protein files for split 'test'"):
     sources.split_files(str(tmp_path), "test")
+
+
+def test_non_ascii_letters_are_invalid_not_folded_into_residues():
+  for raw in ("MK\u0131T", "ma\u00df", "\ufb05"):
+    _, reason, _ = sources.clean_sequence(raw)
+    assert reason == sources.INVALID_CHARACTERS, raw
+
+
+def test_byte_order_marks_are_ignored(tmp_path):
+  fasta = tmp_path / "bom.fasta"
+  fasta.write_bytes("\ufeff>a\nMKT\n>b\nGG\n".encode())
+  table = tmp_path / "bom.csv"
+  table.write_bytes("\ufeffsequence,id\nMKT,a\n".encode())
+  assert _read([fasta])[0] == [("a", "MKT"), ("b", "GG")]
+  assert _read([table])[0] == [("a", "MKT")]
+
+
+def test_long_csv_fields_and_binary_parquet_columns(tmp_path):
+  table = tmp_path / "titin.csv"
+  _write_table(table, ",", ("id", "sequence"), [("titin", "MK" * 100_000)])
+  assert _read([table])[0] == [("titin", "MK" * 100_000)]
+  path = tmp_path / "bin.parquet"
+  pq.write_table(pa.table({"id": [b"a"], "sequence": [b"mkt"]}), path)
+  assert _read([path])[0] == [("a", "MKT")]
+
+
+def _example(record_id, sequence):
+  return tf.train.Example(
+      features=tf.train.Features(
+          feature={
+              "id": tf.train.Feature(
+                  bytes_list=tf.train.BytesList(value=[record_id.encode()])
+              ),
+              "sequence": tf.train.Feature(
+                  bytes_list=tf.train.BytesList(value=[sequence.encode()])
+              ),
+          }
+      )
+  ).SerializeToString()
+
+
+def test_corrupt_tfrecords_and_mixed_compression(tmp_path):
+  plain = str(tmp_path / "train-0.tfrecord")
+  with tf.io.TFRecordWriter(plain) as writer:
+    writer.write(_example("a", "MKT"))
+    writer.write(b"not an example")
+    writer.write(_example("b", "GGS"))
+  zipped = str(tmp_path / "train-1.tfrecord.gz")
+  with tf.io.TFRecordWriter(zipped, options="GZIP") as writer:
+    writer.write(_example("c", "ACD"))
+  got, _ = _read([plain, zipped])
+  assert got == [("a", "MKT"), ("b", "GGS"), ("c", "ACD")]
+
+
+def test_split_files_ignore_files_that_only_share_a_prefix(tmp_path):
+  write_fasta(tmp_path / "train.fasta", [("a", ["MKT"])])
+  write_fasta(tmp_path / "train-2.fasta", [("a", ["MKT"])])
+  (tmp_path / "training_notes.txt").write_text("not proteins\n")
+  assert sources.split_files(str(tmp_path), "train") == [
+      str(tmp_path / "train-2.fasta"),
+      str(tmp_path / "train.fasta"),
+  ]

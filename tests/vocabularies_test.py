@@ -88,8 +88,30 @@ _PIECES = st.sampled_from(
         "<EXTRA_ID_3>",
         "\u00a0",
         "\U0001f600",
+        # Letters whose Unicode case folding would make a token or residue.
+        "\u017f",
+        "\u0131",
+        "\u0130",
+        "\u212a",
+        "</\u017f>",
+        "[S2\u017f]",
     ]
 )
+
+
+@hypothesis.settings(max_examples=150, deadline=None)
+@hypothesis.given(
+    st.lists(
+        st.sampled_from(
+            [b"\xff", b"\xe2\x82", b"\xc3", b"<pad>", b"[NLU]", b"MK", b"*"]
+        ),
+        max_size=10,
+    ).map(b"".join)
+)
+def test_python_and_tf_encode_agree_on_invalid_utf8(data):
+  assert (
+      VOCAB.encode(data) == VOCAB.encode_tf(tf.constant(data)).numpy().tolist()
+  )
 
 
 @hypothesis.settings(max_examples=150, deadline=None)
