@@ -143,19 +143,7 @@ def test_tfrecord_shards_skip_and_count_bad_records(tmp_path, caplog):
         ("c", "MK-T"),
         ("d", "acd*"),
     ]:
-      example = tf.train.Example(
-          features=tf.train.Features(
-              feature={
-                  "id": tf.train.Feature(
-                      bytes_list=tf.train.BytesList(value=[record_id.encode()])
-                  ),
-                  "sequence": tf.train.Feature(
-                      bytes_list=tf.train.BytesList(value=[sequence.encode()])
-                  ),
-              }
-          )
-      )
-      writer.write(example.SerializeToString())
+      writer.write(_example(record_id, sequence))
   with caplog.at_level(std_logging.WARNING):
     got, stats = _read([path])
   assert got == [("a", "MKT"), ("d", "ACD")]
