@@ -254,6 +254,31 @@ def check_sentinel_budget(
       )
 
 
+def check_settings(
+    max_residues: int,
+    *,
+    denoise_probability: float = DEFAULT_DENOISE_PROBABILITY,
+    noise_densities: Sequence[float] = DEFAULT_NOISE_DENSITIES,
+    mean_noise_span_length: float = DEFAULT_MEAN_NOISE_SPAN_LENGTH,
+    split_fraction: SplitFraction = DEFAULT_SPLIT_FRACTION,
+    num_sentinels: int = vocabularies.NUM_SENTINELS,
+) -> None:
+  """Checks every setting of `denoise_or_complete` at once.
+
+  Raises:
+    ValueError: see `check_sentinel_budget`, and for a probability outside
+      [0, 1] or a bad split fraction.
+  """
+  if not 0 <= denoise_probability <= 1:
+    raise ValueError(
+        f"denoise_probability must lie in [0, 1], got {denoise_probability}."
+    )
+  check_sentinel_budget(
+      max_residues, noise_densities, mean_noise_span_length, num_sentinels
+  )
+  _check_split_fraction(split_fraction)
+
+
 def _random_partition(
     total: tf.Tensor, parts: tf.Tensor, seed: tf.Tensor
 ) -> tf.Tensor:
@@ -543,18 +568,15 @@ def denoise_or_complete(
   Raises:
     ValueError: for a probability outside [0, 1] or a bad task setting.
   """
-  if not 0 <= denoise_probability <= 1:
-    raise ValueError(
-        f"denoise_probability must lie in [0, 1], got {denoise_probability}."
-    )
   vocabulary = _vocabulary(output_features)
-  check_sentinel_budget(
+  check_settings(
       residue_budget(sequence_length, max_residues),
-      noise_densities,
-      mean_noise_span_length,
-      vocabulary.num_sentinels,
+      denoise_probability=denoise_probability,
+      noise_densities=noise_densities,
+      mean_noise_span_length=mean_noise_span_length,
+      split_fraction=split_fraction,
+      num_sentinels=vocabulary.num_sentinels,
   )
-  _check_split_fraction(split_fraction)
   denoise_fn = functools.partial(
       denoise_example,
       vocabulary=vocabulary,

@@ -83,16 +83,14 @@ def register_ankh3_tasks(
       the vocabulary has, or any other bad setting.
   """
   vocabulary = vocabulary or vocabularies.Ankh3Vocabulary()
-  preprocessors.check_sentinel_budget(
+  preprocessors.check_settings(
       preprocessors.residue_budget(max_residues=max_residues),
-      noise_densities,
-      mean_noise_span_length,
-      vocabulary.num_sentinels,
+      denoise_probability=denoise_probability,
+      noise_densities=noise_densities,
+      mean_noise_span_length=mean_noise_span_length,
+      split_fraction=split_fraction,
+      num_sentinels=vocabulary.num_sentinels,
   )
-  if not 0 <= denoise_probability <= 1:
-    raise ValueError(
-        f"denoise_probability must lie in [0, 1], got {denoise_probability}."
-    )
   source = sources.protein_source(files_fn, splits, ("train",), **table_options)
   denoise_options = dict(
       noise_densities=tuple(noise_densities),

@@ -70,6 +70,7 @@ _SPECIAL_RE = re.compile(_SPECIAL_PATTERN, re.ASCII)
 # Marks in the character table that are not ids.
 _SKIP = -1  # whitespace
 _STAR = -2  # `*`: dropped when last, `<unk>` elsewhere
+_SPECIAL_MISS = -3  # a piece that is not a multi-character token
 _WHITESPACE = " \t\n\r\f\v"
 
 
@@ -351,9 +352,6 @@ class Ankh3Vocabulary(seqio.Vocabulary):
     return f"Ankh3Vocabulary({kind} table, {VOCAB_SIZE} ids)"
 
   __repr__ = __str__
-
-
-_SPECIAL_MISS = -3
 
 
 def task_token_ids(vocabulary: Ankh3Vocabulary) -> Mapping[str, int]:
