@@ -27,6 +27,7 @@ from collections.abc import Mapping, Sequence
 import functools
 from typing import Optional, Union
 
+import numpy as np
 import seqio
 import tensorflow as tf
 
@@ -279,6 +280,90 @@ def check_settings(
   _check_split_fraction(split_fraction)
 
 
+def max_denoise_targets(
+    max_residues: int,
+    noise_densities: Sequence[float] = DEFAULT_NOISE_DENSITIES,
+    mean_noise_span_length: float = DEFAULT_MEAN_NOISE_SPAN_LENGTH,
+) -> int:
+  """The longest denoising `targets`, with `</s>`, of up to `max_residues`.
+
+  One sentinel per masked span, then the span's residues: at 510 residues and
+  30% masking with spans of 1, 153 sentinels + 153 residues + `</s>` = 307.
+
+  Args:
+    max_residues: the longest protein an example holds (after cropping).
+    noise_densities: the masking probabilities drawn from.
+    mean_noise_span_length: mean residues per masked span.
+
+  Returns:
+    The maximum over every protein length up to `max_residues` and density.
+  """
+  lengths = np.arange(1, max_residues + 1, dtype=np.int64)
+  longest = 0
+  for density in noise_densities:
+    # float32 and half-to-even rounding, as `_num_noise_residues` computes it.
+    noise = np.round(np.float32(density) * lengths.astype(np.float32))
+    noise = np.clip(noise.astype(np.int64), 1, np.maximum(lengths - 1, 1))
+    if mean_noise_span_length == 1:
+      spans = noise
+    else:
+      spans = np.round(
+          noise.astype(np.float32) / np.float32(mean_noise_span_length)
+      ).astype(np.int64)
+      spans = np.clip(spans, 1, np.maximum(lengths - noise, 1))
+    longest = max(longest, int(np.max(noise + spans)))
+  return longest + 1
+
+
+def max_complete_targets(
+    max_residues: int, split_fraction: SplitFraction = DEFAULT_SPLIT_FRACTION
+) -> int:
+  """The longest completion `targets`, with `</s>`, of up to `max_residues`.
+
+  At 510 residues and fraction 0.5: 255 residues + `</s>` = 256.
+
+  Args:
+    max_residues: the longest protein an example holds (after cropping).
+    split_fraction: a fraction or a (low, high) range; `low` decides.
+
+  Returns:
+    The maximum over every protein length up to `max_residues`.
+  """
+  low, _ = _check_split_fraction(split_fraction)
+  lengths = np.arange(1, max_residues + 1, dtype=np.int64)
+  prefix = np.floor(np.float64(low) * lengths.astype(np.float64))
+  prefix = np.clip(
+      prefix.astype(np.int64), np.minimum(1, lengths - 1), lengths - 1
+  )
+  return int(np.max(lengths - prefix)) + 1
+
+
+def check_targets_length(
+    sequence_length: Optional[Mapping[str, int]],
+    needed: int,
+    max_residues: int,
+) -> None:
+  """Fails when a run's `targets` length could truncate some target.
+
+  Args:
+    sequence_length: seqio's feature lengths; no check without `targets`.
+    needed: the longest target the objective can produce, with `</s>`.
+    max_residues: the residue budget it was computed for (for the message).
+
+  Raises:
+    ValueError: naming both lengths and the fix.
+  """
+  if not sequence_length or not sequence_length.get("targets"):
+    return
+  if sequence_length["targets"] < needed:
+    raise ValueError(
+        f"Targets length {sequence_length['targets']} would truncate "
+        f"targets: examples of up to {max_residues} residues have targets of "
+        f"up to {needed} ids (with </s>). Set TASK_FEATURE_LENGTHS['targets'] "
+        f"to at least {needed}, or lower the inputs length."
+    )
+
+
 def _random_partition(
     total: tf.Tensor, parts: tf.Tensor, seed: tf.Tensor
 ) -> tf.Tensor:
@@ -479,11 +564,14 @@ def denoise(
     ValueError: if an example could need more sentinels than exist.
   """
   vocabulary = _vocabulary(output_features)
+  budget = residue_budget(sequence_length, max_residues)
   check_sentinel_budget(
-      residue_budget(sequence_length, max_residues),
-      noise_densities,
-      mean_noise_span_length,
-      vocabulary.num_sentinels,
+      budget, noise_densities, mean_noise_span_length, vocabulary.num_sentinels
+  )
+  check_targets_length(
+      sequence_length,
+      max_denoise_targets(budget, noise_densities, mean_noise_span_length),
+      budget,
   )
 
   @seqio.map_over_dataset(num_seeds=1)
@@ -505,21 +593,33 @@ def denoise(
 def complete(
     dataset: tf.data.Dataset,
     output_features: Mapping[str, seqio.Feature],
+    sequence_length: Optional[Mapping[str, int]] = None,
     *,
     split_fraction: SplitFraction = DEFAULT_SPLIT_FRACTION,
+    max_residues: Optional[int] = None,
 ) -> tf.data.Dataset:
   """[S2S] sequence completion of every protein; see `complete_example`.
 
   Args:
     dataset: records with int32 `protein` (cropped).
     output_features: the task's features; `inputs` holds the vocabulary.
+    sequence_length: seqio's feature lengths (passed in by seqio).
     split_fraction: a fraction, or a (low, high) range sampled per example.
+    max_residues: the residue budget, for the targets length check.
 
   Returns:
     Examples with `inputs` and `targets`.
+
+  Raises:
+    ValueError: for a bad split fraction, or a targets length that could
+      truncate a target.
   """
   vocabulary = _vocabulary(output_features)
   _check_split_fraction(split_fraction)
+  budget = residue_budget(sequence_length, max_residues)
+  check_targets_length(
+      sequence_length, max_complete_targets(budget, split_fraction), budget
+  )
 
   @seqio.map_over_dataset(num_seeds=1)
   def _complete(record, seed):
@@ -569,14 +669,23 @@ def denoise_or_complete(
     ValueError: for a probability outside [0, 1] or a bad task setting.
   """
   vocabulary = _vocabulary(output_features)
+  budget = residue_budget(sequence_length, max_residues)
   check_settings(
-      residue_budget(sequence_length, max_residues),
+      budget,
       denoise_probability=denoise_probability,
       noise_densities=noise_densities,
       mean_noise_span_length=mean_noise_span_length,
       split_fraction=split_fraction,
       num_sentinels=vocabulary.num_sentinels,
   )
+  needed = 0
+  if denoise_probability > 0:
+    needed = max_denoise_targets(
+        budget, noise_densities, mean_noise_span_length
+    )
+  if denoise_probability < 1:
+    needed = max(needed, max_complete_targets(budget, split_fraction))
+  check_targets_length(sequence_length, needed, budget)
   denoise_fn = functools.partial(
       denoise_example,
       vocabulary=vocabulary,

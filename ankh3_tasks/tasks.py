@@ -100,7 +100,9 @@ def register_ankh3_tasks(
   objectives = {
       DENOISE: functools.partial(preprocessors.denoise, **denoise_options),
       COMPLETE: functools.partial(
-          preprocessors.complete, split_fraction=split_fraction
+          preprocessors.complete,
+          split_fraction=split_fraction,
+          max_residues=max_residues,
       ),
       MULTITASK: functools.partial(
           preprocessors.denoise_or_complete,

@@ -310,12 +310,17 @@ class Ankh3Vocabulary(seqio.Vocabulary):
         _SPECIAL_PATTERN,
         keep_delim_regex_pattern=_SPECIAL_PATTERN,
     ).values
-    keys = tf.constant(list(self._id_of))
-    values = tf.constant(list(self._id_of.values()), dtype=tf.int32)
-    special = tf.lookup.StaticHashTable(
-        tf.lookup.KeyValueTensorInitializer(keys, values),
-        default_value=_SPECIAL_MISS,
-    ).lookup(tf.strings.upper(pieces))
+    # A comparison with every multi-character token, not a lookup table:
+    # tables are stateful and would stop T5X from checkpointing the dataset.
+    names = [t for t in self._id_of if len(t) > 1]
+    keys = tf.constant(names)
+    values = tf.constant([self._id_of[t] for t in names], dtype=tf.int32)
+    matches = tf.equal(tf.strings.upper(pieces)[:, None], keys[None, :])
+    special = tf.where(
+        tf.reduce_any(matches, axis=1),
+        tf.gather(values, tf.argmax(tf.cast(matches, tf.int32), axis=1)),
+        _SPECIAL_MISS,
+    )
     # A token matched by the pattern but absent from the table (such as
     # <extra_id_999>) is read as plain characters, like in `_encode`.
     special = tf.where(

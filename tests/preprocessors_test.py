@@ -344,3 +344,87 @@ def test_max_residues_sets_the_crop(tmp_path):
   finally:
     for kind in ("denoise", "complete", "multitask"):
       seqio.TaskRegistry.remove(f"short_{kind}")
+
+
+@pytest.mark.parametrize("mean_noise_span_length", [1.0, 3.0])
+@pytest.mark.parametrize("max_residues", [1, 2, 7, 40, 97])
+def test_max_denoise_targets_is_the_longest_target_produced(
+    max_residues, mean_noise_span_length
+):
+  longest = 0
+  for length in range(1, max_residues + 1):
+    protein = tf.fill([length], 3)
+    for density in preprocessors.DEFAULT_NOISE_DENSITIES:
+      _, targets = preprocessors.denoise_example(
+          protein,
+          tf.constant([length, 1]),
+          vocabulary=VOCAB,
+          noise_densities=(density,),
+          mean_noise_span_length=mean_noise_span_length,
+      )
+      longest = max(longest, int(tf.size(targets)) + 1)  # + </s>
+  assert longest == preprocessors.max_denoise_targets(
+      max_residues,
+      preprocessors.DEFAULT_NOISE_DENSITIES,
+      mean_noise_span_length,
+  )
+
+
+@pytest.mark.parametrize("split_fraction", [0.5, 0.3, 0.53, (0.4, 0.6)])
+def test_max_complete_targets_is_the_longest_target_produced(split_fraction):
+  low = split_fraction if isinstance(split_fraction, float) else 0.4
+  longest = 0
+  for length in range(1, 120):
+    _, targets = preprocessors.complete_example(
+        tf.fill([length], 3),
+        tf.constant([length, 2]),
+        vocabulary=VOCAB,
+        split_fraction=low,
+    )
+    longest = max(longest, int(tf.size(targets)) + 1)
+  assert longest == preprocessors.max_complete_targets(119, split_fraction)
+
+
+def test_paper_lengths_never_truncate_a_target():
+  # The run files' lengths (gin/runs/ankh3_pretrain.gin): 510 residues fit
+  # the inputs; the longest denoising target is 307, completion 256.
+  assert preprocessors.max_denoise_targets(510) == 307
+  assert preprocessors.max_complete_targets(510) == 256
+  proteins = _random_proteins(40, seed=3, low=510, high=511)
+  for objective, lengths in (
+      (preprocessors.denoise, [307]),
+      (preprocessors.complete, [256]),
+  ):
+    got = {
+        len(ex["targets"]) + 1
+        for ex in _run(
+            objective,
+            proteins,
+            sequence_length={"inputs": 512, "targets": 320},
+            **(
+                {"noise_densities": (0.3,)}
+                if objective is preprocessors.denoise
+                else {}
+            ),
+        )
+    }
+    assert sorted(got) == lengths
+
+
+@pytest.mark.parametrize(
+    "preprocessor, targets, needed",
+    [
+        (preprocessors.denoise, 306, 307),
+        (preprocessors.complete, 255, 256),
+        (preprocessors.denoise_or_complete, 306, 307),
+    ],
+)
+def test_a_targets_length_that_could_truncate_fails(
+    preprocessor, targets, needed
+):
+  ds = tf.data.Dataset.from_tensors(
+      {"protein": np.arange(3, 10, dtype=np.int32)}
+  )
+  with pytest.raises(ValueError, match=f"{targets} would truncate.*{needed}"):
+    preprocessor(ds, FEATURES, {"inputs": 512, "targets": targets})
+  preprocessor(ds, FEATURES, {"inputs": 512, "targets": needed})

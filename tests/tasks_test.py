@@ -5,6 +5,7 @@ import sys
 
 import pytest
 import seqio
+import tensorflow as tf
 
 from ankh3_tasks import inspect as inspect_lib
 from ankh3_tasks import mixtures  # pylint: disable=unused-import
@@ -101,3 +102,28 @@ def test_inspect_unknown_task_names_the_known_ones():
   assert result.returncode == 2
   assert "unknown task 'nope'" in result.stderr
   assert "ankh3_sample_multitask" in result.stderr
+
+
+def test_task_dataset_position_can_be_checkpointed(tmp_path):
+  # T5X saves the input pipeline with tf.train.Checkpoint (SAVE_DATASET);
+  # a stateful op anywhere in the task (such as a lookup table) breaks it.
+  task = seqio.get_mixture_or_task("ankh3_sample_multitask")
+  ds = task.get_dataset(
+      {"inputs": 128, "targets": 80}, split="train", shuffle=True, seed=3
+  )
+  iterator = iter(ds)
+  for _ in range(5):
+    next(iterator)
+  checkpoint = tf.train.Checkpoint(iterator=iterator)
+  path = checkpoint.save(str(tmp_path / "ds"))
+  expected = [next(iterator)["inputs"].numpy().tolist() for _ in range(3)]
+
+  restored = iter(
+      task.get_dataset(
+          {"inputs": 128, "targets": 80}, split="train", shuffle=True, seed=3
+      )
+  )
+  tf.train.Checkpoint(iterator=restored).restore(path)
+  assert [next(restored)["inputs"].numpy().tolist() for _ in range(3)] == (
+      expected
+  )
