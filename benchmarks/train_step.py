@@ -44,16 +44,15 @@ elementwise operations and so runs slightly above; and the sum over every
 equal the count exactly.
 
 Part 3, derived. For Ankh3 Large and XL (gin/models/ankh3_{large,xl}.gin) at
-the lengths and batch of gin/runs/ankh3_pretrain.gin (the paper's: batch
-1024, inputs 512, targets 320; `--paper_*` flags override): FLOPs per step,
-and the step time and days of training that an ASSUMED model-FLOPs
-utilisation (`--mfu`, 30%) would give on `--chips` TPU v4 chips
+the lengths and batch of gin/experiments/ankh3_large_pretrain.gin (the
+paper's: batch 1024, inputs 512, targets 320; `--paper_*` flags override):
+FLOPs per step, and the step time and days of training that an ASSUMED
+model-FLOPs utilisation (`--mfu`, 30%) would give on `--chips` TPU v4 chips
 (`--chip_tflops`, 275 bf16 peak each). These are arithmetic, not
 measurements.
 """
 
 import argparse
-import ast
 import math
 import os
 import re
@@ -78,28 +77,34 @@ FEATURES = (
 
 
 def _gin_run_settings(path: str) -> tuple[dict[str, int], int]:
-  """Reads TASK_FEATURE_LENGTHS and BATCH_SIZE as a run gin file sets them.
+  """Returns TASK_FEATURE_LENGTHS and BATCH_SIZE as a run gin file binds them.
 
-  The run files include T5X's `runs/pretrain.gin`, which configures
-  `t5x.train`'s `__main__` and so cannot be parsed from another script; the
-  two macros are plain literals, read from the file's text (last binding
-  wins, as in gin).
+  The run files include T5X's `runs/pretrain.gin`, which imports
+  `__main__ as train_script`: `t5x.train` stands in for `__main__` while the
+  file is parsed, as when T5X runs it.
 
   Args:
-    path: gin file, relative to the repository root.
+    path: gin file, relative to the repository root (an experiment file, or
+      a run file after a model file).
 
   Returns:
     (feature lengths, batch size).
   """
-  with open(os.path.join(_REPO, path)) as f:
-    text = f.read()
-  found = {}
-  for name in ("TASK_FEATURE_LENGTHS", "BATCH_SIZE"):
-    values = re.findall(rf"^{name}\s*=\s*([^#\n]+)", text, flags=re.M)
-    if not values:
-      raise ValueError(f"{path} does not set {name}.")
-    found[name] = ast.literal_eval(values[-1].strip())
-  return found["TASK_FEATURE_LENGTHS"], found["BATCH_SIZE"]
+  import gin  # pylint: disable=g-import-not-at-top
+  from t5x import train as train_script  # pylint: disable=g-import-not-at-top
+
+  main = sys.modules["__main__"]
+  sys.modules["__main__"] = train_script
+  try:
+    gin.clear_config()
+    gin.add_config_file_search_path(_REPO)
+    gin.parse_config_files_and_bindings([path], ["MODEL_DIR = 'unused'"])
+    lengths = gin.query_parameter("TASK_FEATURE_LENGTHS/macro.value")
+    batch = gin.query_parameter("BATCH_SIZE/macro.value")
+  finally:
+    sys.modules["__main__"] = main
+    gin.clear_config()
+  return dict(lengths), batch
 
 
 def build_model(gin_file: str, bindings: tuple[str, ...] = ()):
@@ -457,7 +462,7 @@ def main() -> None:
   parser.add_argument("--mid_batch_size", type=int, default=4)
   parser.add_argument(
       "--paper_run_gin",
-      default="gin/runs/ankh3_pretrain.gin",
+      default="gin/experiments/ankh3_large_pretrain.gin",
       help="lengths and batch of Large and XL are read from this file",
   )
   parser.add_argument("--paper_batch_size", type=int, default=None)

@@ -235,8 +235,13 @@ def test_learning_rate_is_the_papers(parse):
   resolve = parse(EXPERIMENTS["large"])
   schedule = resolve("trainer.Trainer.learning_rate_fn")
   # 1e-2 through the 10k warm-up steps, then 1e-2 * sqrt(10k / step).
-  for step, rate in ((0, 1e-2), (5_000, 1e-2), (10_000, 1e-2),
-                     (40_000, 5e-3), (4_000_000, 1e-2 * math.sqrt(1 / 400))):
+  for step, rate in (
+      (0, 1e-2),
+      (5_000, 1e-2),
+      (10_000, 1e-2),
+      (40_000, 5e-3),
+      (4_000_000, 1e-2 * math.sqrt(1 / 400)),
+  ):
     assert float(schedule(step)) == pytest.approx(rate, rel=1e-5)
   assert resolve("adafactor.Adafactor.weight_decay_rate") is None
 

@@ -1,0 +1,104 @@
+"""Tests of the Ankh3 network on T5X's layers (marker `t5x`)."""
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.t5x
+
+
+def _model(**overrides):
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  from t5x import adafactor  # pylint: disable=g-import-not-at-top
+  from t5x import models  # pylint: disable=g-import-not-at-top
+
+  from ankh3_tasks import network  # pylint: disable=g-import-not-at-top
+  from ankh3_tasks import vocabularies  # pylint: disable=g-import-not-at-top
+
+  settings = dict(
+      vocab_size=256,
+      dtype=jnp.float32,
+      emb_dim=32,
+      num_heads=2,
+      num_encoder_layers=2,
+      num_decoder_layers=1,
+      head_dim=16,
+      mlp_dim=64,
+      mlp_activations=("silu", "linear"),
+      dropout_rate=0.0,
+      logits_via_embedding=False,
+  )
+  settings.update(overrides)
+  vocab = vocabularies.Ankh3Vocabulary()
+  return models.EncoderDecoderModel(
+      module=network.Transformer(network.Ankh3Config(**settings)),
+      input_vocabulary=vocab,
+      output_vocabulary=vocab,
+      optimizer_def=adafactor.Adafactor(),
+  )
+
+
+def _init(model):
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+
+  return model.get_initial_variables(
+      jax.random.PRNGKey(0),
+      {"encoder_input_tokens": (2, 24), "decoder_input_tokens": (2, 12)},
+      {"encoder_input_tokens": jnp.int32, "decoder_input_tokens": jnp.int32},
+  )["params"]
+
+
+@pytest.mark.parametrize("buckets", [64, 32, 16])
+def test_bucket_count_sets_both_relative_tables(buckets):
+  params = _init(_model(relative_attention_num_buckets=buckets))
+  for stack in ("encoder", "decoder"):
+    assert params[stack]["relpos_bias"]["rel_embedding"].shape == (2, buckets)
+    # One table per stack, shared by its layers.
+    assert "relpos_bias" not in params[stack]["layers_0"]
+
+
+def test_output_layer_is_untied_and_mlp_is_gated():
+  params = _init(_model())
+  embedding = np.asarray(params["token_embedder"]["embedding"])
+  logits = np.asarray(params["decoder"]["logits_dense"]["kernel"])
+  assert embedding.shape == (256, 32) and logits.shape == (32, 256)
+  assert not np.allclose(embedding.T, logits)
+  mlp = params["encoder"]["layers_0"]["mlp"]
+  assert set(mlp) == {"wi_0", "wi_1", "wo"}
+
+
+def test_buckets_change_the_attention_bias():
+  # Offsets beyond 8 positions share buckets with 16 buckets but not with 64:
+  # the same table values give different biases.
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  from t5x.examples.t5 import layers  # pylint: disable=g-import-not-at-top
+
+  def bias(buckets):
+    module = layers.RelativePositionBiases(
+        num_buckets=buckets, max_distance=128, num_heads=1, dtype=jnp.float32
+    )
+    table = {
+        "params": {
+            "rel_embedding": jnp.arange(buckets, dtype=jnp.float32)[None]
+        }
+    }
+    return np.asarray(module.apply(table, 40, 40, True))[0, 0]
+
+  assert len(np.unique(bias(64))) > len(np.unique(bias(16)))
+
+
+def test_greedy_completion_runs_with_the_decoding_cache():
+  model = _model()
+  params = _init(model)
+  batch = {
+      "encoder_input_tokens": np.array(
+          [[29, 3, 4, 5, 6, 1, 0, 0]] * 2, dtype=np.int32
+      ),
+      "decoder_input_tokens": np.zeros((2, 6), dtype=np.int32),
+      "decoder_target_tokens": np.zeros((2, 6), dtype=np.int32),
+  }
+  tokens = np.asarray(model.predict_batch(params, batch))
+  assert tokens.shape == (2, 6)
+  assert ((tokens >= 0) & (tokens < 256)).all()
+  # The same inputs give the same greedy output.
+  assert (tokens[0] == tokens[1]).all()
