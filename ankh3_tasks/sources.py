@@ -59,6 +59,8 @@ class ReadStats:
     read: records seen, good or bad.
     kept: records yielded.
     skipped: a Counter of reasons.
+    bytes_read: input bytes consumed so far (compressed, if gzipped), for
+      progress reports.
   """
 
   def __init__(self, name: str = "proteins"):
@@ -66,6 +68,7 @@ class ReadStats:
     self.read = 0
     self.kept = 0
     self.skipped = collections.Counter()
+    self.bytes_read = 0
     self._lock = threading.Lock()
 
   def keep(self) -> None:
@@ -144,9 +147,10 @@ def _check(record_id: str, raw: str, stats: ReadStats) -> Optional[Record]:
 class _GFileReader(io.RawIOBase):
   """Presents a `tf.io.gfile.GFile` (local or GCS) as a standard raw stream."""
 
-  def __init__(self, path: str):
+  def __init__(self, path: str, stats: Optional[ReadStats] = None):
     super().__init__()
     self._file = tf.io.gfile.GFile(path, "rb")
+    self._stats = stats
 
   def readable(self) -> bool:
     return True
@@ -154,6 +158,8 @@ class _GFileReader(io.RawIOBase):
   def readinto(self, buffer) -> int:
     data = self._file.read(len(buffer))
     buffer[: len(data)] = data
+    if self._stats is not None:
+      self._stats.bytes_read += len(data)
     return len(data)
 
   def close(self) -> None:
@@ -161,9 +167,11 @@ class _GFileReader(io.RawIOBase):
     super().close()
 
 
-def _open_text(path: str) -> io.TextIOBase:
+def _open_text(
+    path: str, stats: Optional[ReadStats] = None
+) -> io.TextIOBase:
   """Opens a local or remote file as text, gunzipping by content."""
-  stream = io.BufferedReader(_GFileReader(path), buffer_size=1 << 20)
+  stream = io.BufferedReader(_GFileReader(path, stats), buffer_size=1 << 20)
   if stream.peek(2)[:2] == b"\x1f\x8b":
     stream = gzip.GzipFile(fileobj=stream)
   # utf-8-sig drops a byte-order mark.
@@ -210,7 +218,7 @@ def read_fasta(path: str, stats: ReadStats) -> Iterator[Record]:
     return _check(record_id, "".join(lines), stats)
 
   try:
-    with _open_text(path) as f:
+    with _open_text(path, stats) as f:
       for number, line in enumerate(f, start=1):
         if line.startswith(">"):
           record = flush()
@@ -285,7 +293,11 @@ def read_table(
     seq_col, id_col = _table_columns(names, sequence_column, id_column, path)
     columns = [c for c in (seq_col, id_col) if c]
     row = 0
+    bytes_per_row = tf.io.gfile.stat(path).length / max(
+        table.metadata.num_rows, 1
+    )
     for batch in table.iter_batches(columns=columns):
+      stats.bytes_read += int(batch.num_rows * bytes_per_row)
       data = batch.to_pydict()
       ids = data[id_col] if id_col else [None] * batch.num_rows
       for record_id, raw in zip(ids, data[seq_col]):
@@ -303,7 +315,7 @@ def read_table(
   delimiter = "\t" if _strip_gz(path).endswith(".tsv") else ","
   # Titin has over 34,000 residues; lift csv's 131,072-character field cap.
   csv.field_size_limit(1 << 30)
-  with _open_text(path) as f:
+  with _open_text(path, stats) as f:
     reader = csv.DictReader(f, delimiter=delimiter)
     names = reader.fieldnames or []
     seq_col, id_col = _table_columns(names, sequence_column, id_column, path)
@@ -328,7 +340,7 @@ def _table_columns(names, sequence_column, id_column, path):
 
 def read_lines(path: str, stats: ReadStats) -> Iterator[Record]:
   """Yields one protein per non-blank line; the id is `FILE:LINE`."""
-  with _open_text(path) as f:
+  with _open_text(path, stats) as f:
     for number, line in enumerate(f, start=1):
       if line.strip():
         record = _check(f"{os.path.basename(path)}:{number}", line, stats)

@@ -67,24 +67,58 @@ def test_output_layer_is_untied_and_mlp_is_gated():
   assert set(mlp) == {"wi_0", "wi_1", "wo"}
 
 
-def test_buckets_change_the_attention_bias():
-  # Offsets beyond 8 positions share buckets with 16 buckets but not with 64:
-  # the same table values give different biases.
+@pytest.mark.parametrize("tied", [False, True])
+def test_with_32_buckets_it_is_t5x_own_network(tied):
+  # Same parameter paths, initial values, logical axes and outputs as T5X's
+  # `network.Transformer`, with and without dropout: only the bucket count
+  # is ours.
+  import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-  from t5x.examples.t5 import layers  # pylint: disable=g-import-not-at-top
+  from t5x.examples.t5 import network as t5_network  # pylint: disable=g-import-not-at-top
 
-  def bias(buckets):
-    module = layers.RelativePositionBiases(
-        num_buckets=buckets, max_distance=128, num_heads=1, dtype=jnp.float32
+  from ankh3_tasks import network  # pylint: disable=g-import-not-at-top
+
+  settings = dict(
+      vocab_size=256,
+      dtype=jnp.float32,
+      emb_dim=32,
+      num_heads=2,
+      num_encoder_layers=2,
+      num_decoder_layers=2,
+      head_dim=16,
+      mlp_dim=64,
+      mlp_activations=("silu", "linear"),
+      dropout_rate=0.1,
+      logits_via_embedding=tied,
+  )
+  ours = network.Transformer(
+      network.Ankh3Config(relative_attention_num_buckets=32, **settings)
+  )
+  theirs = t5_network.Transformer(t5_network.T5Config(**settings))
+  rng = np.random.RandomState(0)
+  inputs = rng.randint(3, 250, (2, 20)).astype(np.int32)
+  inputs[:, -3:] = 0
+  targets = rng.randint(3, 250, (2, 10)).astype(np.int32)
+  targets[:, -2:] = 0
+  decoder_inputs = np.concatenate(
+      [np.zeros((2, 1), np.int32), targets[:, :-1]], 1
+  )
+  key = jax.random.PRNGKey(0)
+  args = (inputs, decoder_inputs, targets)
+  ours_vars = ours.init(key, *args, enable_dropout=False)
+  theirs_vars = theirs.init(key, *args, enable_dropout=False)
+  leaves = jax.tree_util.tree_leaves_with_path
+  assert [p for p, _ in leaves(ours_vars)] == [
+      p for p, _ in leaves(theirs_vars)
+  ]
+  for (_, x), (_, y) in zip(leaves(ours_vars), leaves(theirs_vars)):
+    assert np.array_equal(x, y)
+  for dropout in (False, True):
+    rngs = {"dropout": jax.random.PRNGKey(1)}
+    np.testing.assert_array_equal(
+        ours.apply(ours_vars, *args, enable_dropout=dropout, rngs=rngs),
+        theirs.apply(ours_vars, *args, enable_dropout=dropout, rngs=rngs),
     )
-    table = {
-        "params": {
-            "rel_embedding": jnp.arange(buckets, dtype=jnp.float32)[None]
-        }
-    }
-    return np.asarray(module.apply(table, 40, 40, True))[0, 0]
-
-  assert len(np.unique(bias(64))) > len(np.unique(bias(16)))
 
 
 def test_greedy_completion_runs_with_the_decoding_cache():

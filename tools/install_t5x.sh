@@ -11,9 +11,8 @@
 #                     checkout at another commit is reported
 #   --dry-run         print the pip commands instead of running them
 set -euo pipefail
-cd "$(dirname "$0")/.."
 
-usage() { sed -n 's/^# usage: /usage: /p' "$0" >&2; exit 2; }
+usage() { sed -n 's/^# usage: /usage: /p' "$0" >&2; exit "${1:-2}"; }
 
 checkouts=""
 dry_run=""
@@ -22,10 +21,18 @@ while [[ $# -gt 0 ]]; do
     --checkouts) [[ $# -ge 2 ]] || usage; checkouts="$2"; shift 2 ;;
     --checkouts=*) checkouts="${1#*=}"; shift ;;
     --dry-run) dry_run=1; shift ;;
-    -h|--help) usage ;;
+    -h|--help) usage 0 ;;
     *) echo "unknown option: $1" >&2; usage ;;
   esac
 done
+
+if [[ -n "$checkouts" ]]; then
+  # Relative to where the script was called from, not to the repository.
+  absolute="$(cd "$checkouts" 2>/dev/null && pwd)" || {
+    echo "error: no such directory: $checkouts" >&2; exit 1; }
+  checkouts="$absolute"
+fi
+cd "$(dirname "$0")/.."
 
 run() {
   if [[ -n "$dry_run" ]]; then
