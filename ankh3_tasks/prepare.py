@@ -31,10 +31,12 @@ which the `ankh3_uniref50_*` tasks read with `ANKH3_DATA_DIR=DIR`.
 
 import argparse
 import collections
+import concurrent.futures
 import dataclasses
 import hashlib
 import json
 import logging as std_logging
+import multiprocessing
 import os
 import struct
 import sys
@@ -74,8 +76,22 @@ REJECT_REASONS = (
 )
 # Length histogram bin edges, in residues; the last bin is open.
 LENGTH_BINS = (
-    1, 50, 100, 150, 200, 250, 300, 400, 500, 750, 1000, 1500, 2000, 3000,
-    5000, 10000,
+    1,
+    50,
+    100,
+    150,
+    200,
+    250,
+    300,
+    400,
+    500,
+    750,
+    1000,
+    1500,
+    2000,
+    3000,
+    5000,
+    10000,
 )
 
 _WORK_HEADER = struct.Struct("<IIII")  # file index, record index, id, seq
@@ -468,9 +484,7 @@ def write_shard(
         duplicates,
         DUPLICATE_ID,
     )
-  ordered = sorted(
-      first.items(), key=lambda item: assign(item[0], settings)[2]
-  )
+  ordered = sorted(first.items(), key=lambda item: assign(item[0], settings)[2])
   name = shard_name(split, shard, settings.shards(split))
   path = os.path.join(output_dir, name)
   tf.io.gfile.makedirs(os.path.dirname(path))
@@ -605,8 +619,11 @@ def _describe_inputs(inputs: Sequence[str]) -> list[dict[str, Any]]:
 
 
 def _fingerprint(settings: Settings, inputs: Sequence[Mapping[str, Any]]):
-  return {"format": FORMAT, "settings": dataclasses.asdict(settings),
-          "inputs": list(inputs)}
+  return {
+      "format": FORMAT,
+      "settings": dataclasses.asdict(settings),
+      "inputs": list(inputs),
+  }
 
 
 def _read_json(path: str) -> Optional[dict[str, Any]]:
@@ -638,10 +655,7 @@ def _claim_output_dir(
   """
   manifest = _read_json(os.path.join(output_dir, MANIFEST))
   work = _read_json(os.path.join(output_dir, WORK, "settings.json"))
-  ours = [
-      os.path.join(output_dir, n)
-      for n in (*SPLITS, STATS, MANIFEST, WORK)
-  ]
+  ours = [os.path.join(output_dir, n) for n in (*SPLITS, STATS, MANIFEST, WORK)]
   if overwrite:
     for path in ours:
       if tf.io.gfile.isdir(path):
@@ -682,6 +696,7 @@ def prepare(
     overwrite: bool = False,
     progress: bool = True,
     beam_options: Optional[Sequence[str]] = None,
+    workers: int = 1,
 ) -> dict[str, Any]:
   """Prepares `inputs` into `output_dir`; see the module docstring.
 
@@ -692,7 +707,8 @@ def prepare(
     overwrite: replace a different dataset in `output_dir`.
     progress: show progress lines on stderr.
     beam_options: run as an Apache Beam pipeline with these pipeline options
-      (e.g. `["--runner=DirectRunner"]`); None runs here, in this process.
+      (e.g. `["--runner=DirectRunner"]`); None runs on this machine.
+    workers: processes writing shards at once (the scan is one process).
 
   Returns:
     The content of stats.json.
@@ -715,11 +731,16 @@ def prepare(
     return _read_json(os.path.join(output_dir, STATS))
   start = time.monotonic()
   if beam_options is None:
-    scan_counts, shards = _run_here(inputs, output_dir, settings, progress)
+    scan_counts, shards = _run_here(
+        inputs, output_dir, settings, progress, workers
+    )
   else:
     scan_counts, shards = _run_beam(inputs, output_dir, settings, beam_options)
   stats = summarize(scan_counts, shards, settings, described)
   stats["seconds"] = round(time.monotonic() - start, 3)
+  for key in ("scan_seconds", "write_seconds"):
+    if key in scan_counts:
+      stats[key] = scan_counts[key]
   _write_json(os.path.join(output_dir, STATS), stats)
   if stats["written_total"] == 0:
     raise ValueError(
@@ -754,8 +775,8 @@ def _all_shards(settings: Settings) -> list[tuple[str, int]]:
   ]
 
 
-def _run_here(inputs, output_dir, settings, progress):
-  """Both passes in this process; resumes finished passes and shards."""
+def _run_here(inputs, output_dir, settings, progress, workers):
+  """Both passes on this machine; resumes finished passes and shards."""
   work = os.path.join(output_dir, WORK)
   scan_path = os.path.join(work, "scan.json")
   scan_counts = _read_json(scan_path)
@@ -763,33 +784,57 @@ def _run_here(inputs, output_dir, settings, progress):
   if scan_counts is None:
     if tf.io.gfile.exists(buckets):
       tf.io.gfile.rmtree(buckets)  # An interrupted scan starts over.
+    start = time.monotonic()
     scan_counts = scan(inputs, settings, buckets, progress=progress)
+    scan_counts["scan_seconds"] = round(time.monotonic() - start, 3)
     _write_json(scan_path, scan_counts)
   else:
     logging.info("Scan already done; writing the remaining shards.")
-  files = _WorkFiles(buckets)
   done_dir = os.path.join(work, "done")
   tf.io.gfile.makedirs(done_dir)
-  shards = []
-  meter = Progress("write", enabled=progress)
-  written = 0
+  entries = {}
+  todo = []
   for split, shard in _all_shards(settings):
-    done = os.path.join(done_dir, f"{split}-{shard:05d}.json")
-    entry = _read_json(done)
+    entry = _read_json(os.path.join(done_dir, f"{split}-{shard:05d}.json"))
     if entry is None:
-      entry = write_shard(
-          _read_work_file(files.path(split, shard)),
-          settings,
-          output_dir,
-          split,
-          shard,
-      )
-      _write_json(done, entry)
-    shards.append(entry)
-    written += entry["stats"]["records"]
-    meter.update(written)
+      todo.append((split, shard))
+    else:
+      entries[split, shard] = entry
+  meter = Progress("write", enabled=progress)
+  start = time.monotonic()
+  written = sum(e["stats"]["records"] for e in entries.values())
+  jobs = [(output_dir, settings, split, shard) for split, shard in todo]
+  if workers > 1 and len(jobs) > 1:
+    # Spawned, not forked: TensorFlow's threads do not survive a fork.
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(
+        max_workers=workers, mp_context=context
+    ) as pool:
+      for job, entry in zip(jobs, pool.map(_write_shard_job, jobs)):
+        entries[job[2], job[3]] = entry
+        written += entry["stats"]["records"]
+        meter.update(written)
+  else:
+    for job in jobs:
+      entry = _write_shard_job(job)
+      entries[job[2], job[3]] = entry
+      written += entry["stats"]["records"]
+      meter.update(written)
   meter.update(written, final=True)
-  return scan_counts, shards
+  scan_counts["write_seconds"] = round(time.monotonic() - start, 3)
+  return scan_counts, [entries[key] for key in _all_shards(settings)]
+
+
+def _write_shard_job(job) -> dict[str, Any]:
+  """Writes one shard from its work file, then marks it done."""
+  output_dir, settings, split, shard = job
+  work = os.path.join(output_dir, WORK)
+  records = _read_work_file(
+      _WorkFiles(os.path.join(work, "buckets")).path(split, shard)
+  )
+  entry = write_shard(records, settings, output_dir, split, shard)
+  _write_json(os.path.join(work, "done", f"{split}-{shard:05d}.json"), entry)
+  return entry
 
 
 def _run_beam(inputs, output_dir, settings, beam_options):
@@ -835,12 +880,15 @@ def _run_beam(inputs, output_dir, settings, beam_options):
     read = (
         pipeline
         | "Inputs" >> beam.Create(list(enumerate(inputs)))
-        | "Read" >> beam.FlatMap(read_file).with_outputs("counts", main="records")
+        | "Read"
+        >> beam.FlatMap(read_file)
+        .with_output_types(Any)
+        .with_outputs("counts", main="records")
     )
     # Every shard gets a file, empty or not.
     empty = pipeline | "AllShards" >> beam.Create(
         [(key, None) for key in _all_shards(settings)]
-    )
+    ).with_output_types(Any)
     _ = (
         (read.records, empty)
         | "Merge" >> beam.Flatten()
@@ -873,32 +921,67 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
       ),
   )
   parser.add_argument(
-      "--input", action="append", required=True,
+      "--input",
+      action="append",
+      required=True,
       help="an input file (repeat for several); local or gs://",
   )
   parser.add_argument("--output_dir", required=True)
-  parser.add_argument("--num_shards", type=int, default=DEFAULT_NUM_SHARDS,
-                      help="train shards (default: %(default)s, 4 per host "
-                      "of a 16-host slice)")
-  parser.add_argument("--num_eval_shards", type=int,
-                      default=DEFAULT_NUM_EVAL_SHARDS,
-                      help="shards per evaluation split")
-  parser.add_argument("--validation_fraction", type=float,
-                      default=DEFAULT_VALIDATION_FRACTION,
-                      help="share of ids held out for validation (default: "
-                      "%(default)s, ~5,900 of UniRef50)")
-  parser.add_argument("--test_fraction", type=float, default=0.0,
-                      help="share of ids held out for a test split")
-  parser.add_argument("--max_length", type=int, default=None,
-                      help="reject longer proteins (default: keep all)")
-  parser.add_argument("--salt", default="",
-                      help="changes which ids are held out")
+  parser.add_argument(
+      "--num_shards",
+      type=int,
+      default=DEFAULT_NUM_SHARDS,
+      help="train shards (default: %(default)s, 4 per host of a 16-host slice)",
+  )
+  parser.add_argument(
+      "--num_eval_shards",
+      type=int,
+      default=DEFAULT_NUM_EVAL_SHARDS,
+      help="shards per evaluation split",
+  )
+  parser.add_argument(
+      "--validation_fraction",
+      type=float,
+      default=DEFAULT_VALIDATION_FRACTION,
+      help=(
+          "share of ids held out for validation (default: "
+          "%(default)s, ~5,900 of UniRef50)"
+      ),
+  )
+  parser.add_argument(
+      "--test_fraction",
+      type=float,
+      default=0.0,
+      help="share of ids held out for a test split",
+  )
+  parser.add_argument(
+      "--max_length",
+      type=int,
+      default=None,
+      help="reject longer proteins (default: keep all)",
+  )
+  parser.add_argument(
+      "--salt", default="", help="changes which ids are held out"
+  )
   parser.add_argument("--sequence_column", default=None)
   parser.add_argument("--id_column", default=None)
-  parser.add_argument("--overwrite", action="store_true",
-                      help="replace a different dataset in --output_dir")
-  parser.add_argument("--beam", action="store_true",
-                      help="run as an Apache Beam pipeline")
+  parser.add_argument(
+      "--overwrite",
+      action="store_true",
+      help="replace a different dataset in --output_dir",
+  )
+  parser.add_argument(
+      "--beam", action="store_true", help="run as an Apache Beam pipeline"
+  )
+  parser.add_argument(
+      "--workers",
+      type=int,
+      default=os.cpu_count() or 1,
+      help=(
+          "processes writing shards at once (default: %(default)s, the "
+          "CPUs); the scan reads the input in one process"
+      ),
+  )
   parser.add_argument("--no_progress", action="store_true")
   args, beam_args = parser.parse_known_args(argv)
   if beam_args and not args.beam:
@@ -922,12 +1005,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         settings,
         overwrite=args.overwrite,
         progress=not args.no_progress,
+        workers=args.workers,
         beam_options=(beam_args or ["--runner=DirectRunner"])
         if args.beam
         else None,
     )
-  except (ValueError, FileExistsError, FileNotFoundError, OSError,
-          EOFError) as e:
+  except (
+      ValueError,
+      FileExistsError,
+      FileNotFoundError,
+      OSError,
+      EOFError,
+  ) as e:
     print(f"error: {e}", file=sys.stderr)
     return 1
   print(
@@ -935,9 +1024,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
       f"({', '.join(f'{s} {n:,}' for s, n in stats['written'].items())}), "
       f"rejected {stats['rejected_total']:,}"
       + "".join(
-          f"; {reason} {n:,}"
-          for reason, n in stats["rejected"].items()
-          if n
+          f"; {reason} {n:,}" for reason, n in stats["rejected"].items() if n
       )
       + f"\n{os.path.join(args.output_dir, MANIFEST)}"
   )

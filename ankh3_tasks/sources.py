@@ -24,11 +24,12 @@ import io
 import os
 import re
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Optional
 
 from absl import logging
 import gin
+import numpy as np
 import seqio
 import tensorflow as tf
 
@@ -167,9 +168,7 @@ class _GFileReader(io.RawIOBase):
     super().close()
 
 
-def _open_text(
-    path: str, stats: Optional[ReadStats] = None
-) -> io.TextIOBase:
+def _open_text(path: str, stats: Optional[ReadStats] = None) -> io.TextIOBase:
   """Opens a local or remote file as text, gunzipping by content."""
   stream = io.BufferedReader(_GFileReader(path, stats), buffer_size=1 << 20)
   if stream.peek(2)[:2] == b"\x1f\x8b":
@@ -421,21 +420,46 @@ def _clean_sequence_tf(
   return sequence, keep
 
 
+PREPARED_MANIFEST = "MANIFEST.json"
+
+
+def is_prepared(paths: Sequence[str]) -> bool:
+  """Whether `paths` are shards written by `ankh3_tasks.prepare`.
+
+  Those lie in `DIR/SPLIT/` beside `DIR/MANIFEST.json`, which is written only
+  once every shard is complete, and hold only clean records.
+  """
+  roots = {os.path.dirname(os.path.dirname(p)) for p in paths}
+  return len(roots) == 1 and tf.io.gfile.exists(
+      os.path.join(roots.pop(), PREPARED_MANIFEST)
+  )
+
+
 def tfrecord_dataset(
     paths: Sequence[str],
     stats: ReadStats,
     *,
     sequence_key: str = "sequence",
     id_key: str = "id",
+    trusted: bool = False,
+    cycle_length: int = 16,
 ) -> tf.data.Dataset:
   """Reads `tf.train.Example` shards with a bytes `sequence` (and `id`).
 
+  Up to `cycle_length` shards are read at once, their records interleaved in
+  a fixed order.
+
   Args:
-    paths: the shards, read in this order (gzipped if named `.gz`).
+    paths: the shards, in this order (gzipped if named `.gz`).
     stats: counts bad records (good ones are not counted, to stay in graph).
       Records that do not parse are dropped with tf.data's warning.
     sequence_key: feature of the sequence.
     id_key: feature of the record id (may be absent from the shards).
+    trusted: the shards hold only clean records (`prepare` wrote them): skip
+      the checks. The dataset is then pure graph, so T5X can checkpoint its
+      position (checking reports bad records through Python, which cannot be
+      saved).
+    cycle_length: shards read at once.
 
   Returns:
     A dataset of {"id", "sequence"} string scalars.
@@ -453,12 +477,16 @@ def tfrecord_dataset(
     sequence, keep = _clean_sequence_tf(record["id"], record["sequence"], stats)
     return {"id": record["id"], "sequence": sequence, "keep": keep}
 
-  ds = None
-  for path in paths:
-    shard = tf.data.TFRecordDataset(
-        path, compression_type="GZIP" if path.endswith(".gz") else None
-    )
-    ds = shard if ds is None else ds.concatenate(shard)
+  compression = ["GZIP" if p.endswith(".gz") else "" for p in paths]
+  ds = tf.data.Dataset.from_tensor_slices((list(paths), compression))
+  ds = ds.interleave(
+      lambda path, kind: tf.data.TFRecordDataset(path, compression_type=kind),
+      cycle_length=max(1, min(cycle_length, len(paths))),
+      num_parallel_calls=tf.data.AUTOTUNE,
+      deterministic=True,
+  )
+  if trusted:
+    return ds.map(parse, num_parallel_calls=tf.data.AUTOTUNE)
   # A record that is not a tf.train.Example of strings is dropped with a
   # warning from tf.data (not counted in `stats`) instead of stopping.
   ds = ds.map(parse).ignore_errors(log_warning=True).map(clean)
@@ -495,7 +523,7 @@ def protein_dataset(
   if "tfrecord" in kinds:
     if kinds != {"tfrecord"}:
       raise ValueError(f"Do not mix TFRecord and text files: {list(paths)}.")
-    return tfrecord_dataset(paths, stats)
+    return tfrecord_dataset(paths, stats, trusted=is_prepared(paths))
 
   def records():
     for path in paths:
@@ -564,8 +592,16 @@ def split_files(directory: str, split: str) -> list[str]:
   `train-00000-of-00064.tfrecord`, ...).
 
   Raises:
-    ValueError: when the split has no files.
+    ValueError: when the split has no files, or `directory` holds an
+      unfinished preparation.
   """
+  if tf.io.gfile.exists(
+      os.path.join(directory, ".work")
+  ) and not tf.io.gfile.exists(os.path.join(directory, PREPARED_MANIFEST)):
+    raise ValueError(
+        f"{directory} holds an unfinished `ankh3_tasks.prepare` run (no "
+        f"{PREPARED_MANIFEST}); run the same prepare command again to finish."
+    )
   candidates = tf.io.gfile.glob(os.path.join(directory, split, "*"))
   candidates += [
       path
@@ -575,7 +611,7 @@ def split_files(directory: str, split: str) -> list[str]:
   ]
   files = []
   for path in sorted(set(candidates)):
-    if tf.io.gfile.isdir(path):
+    if tf.io.gfile.isdir(path) or path.endswith(".partial"):
       continue
     try:
       file_format(path)
@@ -591,35 +627,76 @@ def split_files(directory: str, split: str) -> list[str]:
   return files
 
 
+class ProteinSource(seqio.DataSource):
+  """A seqio source of {"id", "sequence", "random_crop"} records.
+
+  Each file is a shard: on a multi-host job (and in seqio's cache job) every
+  host reads its own files (`files[index::num_hosts]`) when a split has at
+  least as many files as hosts; with fewer, seqio shards the records.
+  """
+
+  def __init__(
+      self,
+      files_fn: Callable[[str], Sequence[str]],
+      splits: Iterable[str] = ("train", "validation"),
+      random_crop_splits: Iterable[str] = ("train",),
+      **table_options,
+  ):
+    """Initializes the source.
+
+    Args:
+      files_fn: maps a split name to its files, called when data is read.
+      splits: split names.
+      random_crop_splits: splits whose proteins get random crop windows
+        (training); the others get a fixed window (evaluation).
+      **table_options: see `read_table`.
+    """
+    super().__init__(splits=tuple(splits), caching_permitted=True)
+    self._files_fn = files_fn
+    self._random_crop_splits = frozenset(random_crop_splits)
+    self._table_options = table_options
+
+  @property
+  def supports_arbitrary_sharding(self) -> bool:
+    return False
+
+  def list_shards(self, split: str) -> Sequence[str]:
+    return list(self._files_fn(split))
+
+  def get_dataset(
+      self,
+      split: str = "train",
+      shuffle: bool = True,
+      seed: Optional[int] = None,
+      shard_info: Optional[seqio.ShardInfo] = None,
+      *,
+      sequence_length: Optional[Mapping[str, int]] = None,  # Unused.
+      use_cached: bool = False,  # Unused.
+      num_epochs: Optional[int] = 1,  # Unused.
+  ) -> tf.data.Dataset:
+    del sequence_length, use_cached, num_epochs
+    paths = self.list_shards(split)
+    if shard_info and shard_info.num_shards > 1:
+      if len(paths) < shard_info.num_shards:
+        raise ValueError(
+            f"Split {split!r} has {len(paths)} files, fewer than the "
+            f"{shard_info.num_shards} shards asked for."
+        )
+      paths = paths[shard_info.index :: shard_info.num_shards]
+    if shuffle:
+      order = np.random.default_rng(seed).permutation(len(paths))
+      paths = [paths[i] for i in order]
+    stats = ReadStats(f"{split} proteins")
+    ds = protein_dataset(paths, stats, **self._table_options)
+    random_crop = tf.constant(split in self._random_crop_splits)
+    return ds.map(lambda r: {**r, "random_crop": random_crop})
+
+
 def protein_source(
     files_fn: Callable[[str], Sequence[str]],
     splits: Iterable[str] = ("train", "validation"),
     random_crop_splits: Iterable[str] = ("train",),
     **table_options,
 ) -> seqio.DataSource:
-  """A seqio source of {"id", "sequence", "random_crop"} records.
-
-  Args:
-    files_fn: maps a split name to its files, called when the data is read.
-    splits: split names.
-    random_crop_splits: splits whose proteins get random crop windows
-      (training); the others get a fixed window (evaluation).
-    **table_options: see `read_table`.
-
-  Returns:
-    A `seqio.FunctionDataSource`.
-  """
-  random_crop_splits = frozenset(random_crop_splits)
-
-  def dataset_fn(split: str, shuffle_files: bool, seed: Optional[int] = None):
-    paths = list(files_fn(split))
-    if shuffle_files:
-      rng = tf.random.Generator.from_seed(seed or 0)
-      order = tf.argsort(rng.uniform([len(paths)])).numpy()
-      paths = [paths[i] for i in order]
-    stats = ReadStats(f"{split} proteins")
-    ds = protein_dataset(paths, stats, **table_options)
-    random_crop = split in random_crop_splits
-    return ds.map(lambda r: {**r, "random_crop": tf.constant(random_crop)})
-
-  return seqio.FunctionDataSource(dataset_fn, splits=tuple(splits))
+  """Returns a `ProteinSource` over `files_fn`; see its arguments."""
+  return ProteinSource(files_fn, splits, random_crop_splits, **table_options)

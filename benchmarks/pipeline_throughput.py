@@ -22,7 +22,7 @@ def main() -> None:
   parser.add_argument("--split", default="train")
   parser.add_argument("--cores", type=int, default=1)
   parser.add_argument("--inputs_length", type=int, default=512)
-  parser.add_argument("--targets_length", type=int, default=512)
+  parser.add_argument("--targets_length", type=int, default=320)
   parser.add_argument("--seconds", type=float, default=20.0)
   parser.add_argument(
       "--batch_size", type=int, default=64, help="rows per batch, as T5X reads"

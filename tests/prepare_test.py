@@ -1,0 +1,477 @@
+"""Tests of `python -m ankh3_tasks.prepare`: outputs, bad input, resuming."""
+
+import glob
+import json
+import os
+import random
+
+import pytest
+import seqio
+import tensorflow as tf
+
+from ankh3_tasks import prepare
+from ankh3_tasks import sources
+from ankh3_tasks import tasks
+from conftest import write_fasta
+
+SMALL = prepare.Settings(
+    num_shards=4, num_eval_shards=2, validation_fraction=0.2
+)
+
+
+def _read_split(output_dir, split):
+  """{id: sequence} of a prepared split, and the ids in file order."""
+  records, order = {}, []
+  for path in sorted(glob.glob(os.path.join(output_dir, split, "*"))):
+    for raw in tf.data.TFRecordDataset(path).as_numpy_iterator():
+      example = tf.train.Example.FromString(raw)
+      record_id = example.features.feature["id"].bytes_list.value[0].decode()
+      sequence = example.features.feature["sequence"].bytes_list.value[0]
+      assert record_id not in records
+      records[record_id] = sequence.decode()
+      order.append(record_id)
+  return records, order
+
+
+def _read_all(output_dir):
+  out = {}
+  for split in ("train", "validation", "test"):
+    out.update(_read_split(output_dir, split)[0])
+  return out
+
+
+def _proteins(count, seed=0):
+  rng = random.Random(seed)
+  return [
+      (
+          f"UniRef50_P{i:06d}",
+          "".join(
+              rng.choice("ACDEFGHIKLMNPQRSTVWY")
+              for _ in range(rng.randint(5, 80))
+          ),
+      )
+      for i in range(count)
+  ]
+
+
+def test_bad_records_are_counted_and_nothing_is_lost(tmp_path):
+  path = tmp_path / "in.fasta"
+  # CRLF line endings throughout; lowercase is accepted and upper-cased.
+  text = (
+      "\r\n".join([
+          "stray line before any header",
+          ">good1 first",
+          "MKTAY",
+          "iakqr",
+          ">empty",
+          " * ",
+          ">noseq",
+          ">digits",
+          "MKT4Y",
+          ">gaps",
+          "MK-TAY",
+          ">good1 repeated id",
+          "GGGG",
+          ">good2",
+          "acd*",
+          ">",
+          "WWW",
+      ])
+      + "\r\n"
+  )
+  path.write_bytes(text.encode())
+  stats = prepare.prepare(
+      [str(path)], str(tmp_path / "out"), SMALL, progress=False
+  )
+  assert stats["read"] == 9
+  assert stats["rejected"] == {
+      sources.SEQUENCE_BEFORE_HEADER: 1,
+      sources.EMPTY: 1,
+      sources.HEADER_WITHOUT_SEQUENCE: 1,
+      sources.INVALID_CHARACTERS: 2,
+      prepare.TOO_LONG: 0,
+      prepare.DUPLICATE_ID: 1,
+  }
+  assert stats["read"] == stats["written_total"] + stats["rejected_total"]
+  written = _read_all(tmp_path / "out")
+  # The first occurrence of a repeated id is kept; a header without an id
+  # gets the file and line as its id.
+  assert written == {
+      "good1": "MKTAYIAKQR",
+      "good2": "ACD",
+      f"{path}:16": "WWW",
+  }
+  assert stats["residue_composition"]["W"]["count"] == 3
+  assert sum(b["count"] for b in stats["length_histogram"]) == 3
+  on_disk = json.loads((tmp_path / "out" / "stats.json").read_text())
+  assert on_disk["rejected"] == stats["rejected"]
+
+
+def test_split_is_a_stable_function_of_the_id(tmp_path):
+  proteins = _proteins(3000)
+  write_fasta(tmp_path / "a.fasta", [(i, [s]) for i, s in proteins])
+  shuffled = list(proteins)
+  random.Random(1).shuffle(shuffled)
+  write_fasta(tmp_path / "b.fasta.gz", [(i, [s]) for i, s in shuffled], gz=True)
+  prepare.prepare(
+      [str(tmp_path / "a.fasta")], str(tmp_path / "a"), SMALL, progress=False
+  )
+  prepare.prepare(
+      [str(tmp_path / "b.fasta.gz")], str(tmp_path / "b"), SMALL, progress=False
+  )
+  # Same ids in the same split and shard, in the same order: same bytes.
+  manifests = [
+      json.loads((tmp_path / d / prepare.MANIFEST).read_text())["files"]
+      for d in ("a", "b")
+  ]
+  assert [f["sha256"] for f in manifests[0]] == [
+      f["sha256"] for f in manifests[1]
+  ]
+  validation = _read_split(tmp_path / "a", "validation")[0]
+  assert abs(len(validation) / 3000 - 0.2) < 0.03
+  for record_id in validation:
+    assert prepare.assign(record_id, SMALL)[0] == "validation"
+  # A salt draws another held-out set.
+  salted = prepare.Settings(**{**SMALL.__dict__, "salt": "other"})
+  moved = sum(prepare.assign(i, salted)[0] != "validation" for i in validation)
+  assert moved > len(validation) / 2
+  # Every shard file exists, and shard counts are as asked.
+  assert len(glob.glob(str(tmp_path / "a" / "train" / "*"))) == 4
+  assert len(glob.glob(str(tmp_path / "a" / "validation" / "*"))) == 2
+
+
+def test_tables_and_max_length(tmp_path):
+  import pyarrow as pa  # pylint: disable=g-import-not-at-top
+  import pyarrow.parquet as pq  # pylint: disable=g-import-not-at-top
+
+  (tmp_path / "in.tsv").write_text(
+      "name\tseq\nx1\tMKTAYIAK\nx2\tMK\nx3\tMKTAYIAKQRQISFVK\n"
+  )
+  pq.write_table(
+      pa.table({"acc": ["p1", "p2"], "residues": ["GGSGG", "W" * 40]}),
+      tmp_path / "in.parquet",
+  )
+  settings = prepare.Settings(
+      num_shards=2,
+      num_eval_shards=1,
+      validation_fraction=0.0,
+      max_length=10,
+  )
+  stats = prepare.prepare(
+      [str(tmp_path / "in.tsv")],
+      str(tmp_path / "tsv"),
+      settings,
+      progress=False,
+  )
+  assert stats["rejected"][prepare.TOO_LONG] == 1
+  assert _read_all(tmp_path / "tsv") == {"x1": "MKTAYIAK", "x2": "MK"}
+  with_columns = prepare.Settings(
+      **{**settings.__dict__, "sequence_column": "residues", "id_column": "acc"}
+  )
+  prepare.prepare(
+      [str(tmp_path / "in.parquet")],
+      str(tmp_path / "pq"),
+      with_columns,
+      progress=False,
+  )
+  assert _read_all(tmp_path / "pq") == {"p1": "GGSGG"}
+  assert not os.path.exists(tmp_path / "pq" / "validation")
+
+
+def test_example_bytes_are_a_tf_example():
+  expected = tf.train.Example(
+      features=tf.train.Features(
+          feature={
+              "id": tf.train.Feature(
+                  bytes_list=tf.train.BytesList(value=["Q\u00e9".encode()])
+              ),
+              "sequence": tf.train.Feature(
+                  bytes_list=tf.train.BytesList(value=[b"M" * 300])
+              ),
+          }
+      )
+  )
+  got = prepare.example_bytes("Q\u00e9", "M" * 300)
+  assert tf.train.Example.FromString(got) == expected
+  assert got == expected.SerializeToString(deterministic=True)
+
+
+def test_truncated_gzip_fails_naming_the_record_and_leaves_no_manifest(
+    tmp_path,
+):
+  proteins = _proteins(4000)
+  path = write_fasta(
+      tmp_path / "in.fasta.gz", [(i, [s]) for i, s in proteins], gz=True
+  )
+  data = open(path, "rb").read()
+  with open(path, "wb") as f:
+    f.write(data[: len(data) // 2])
+  with pytest.raises((EOFError, OSError), match=r"in\.fasta\.gz.*UniRef50_P"):
+    prepare.prepare([path], str(tmp_path / "out"), SMALL, progress=False)
+  assert not os.path.exists(tmp_path / "out" / prepare.MANIFEST)
+  # The tasks refuse the unfinished directory.
+  with pytest.raises(ValueError, match="unfinished"):
+    sources.split_files(str(tmp_path / "out"), "train")
+
+
+def test_empty_input_fails(tmp_path):
+  (tmp_path / "empty.fasta").write_text("")
+  with pytest.raises(ValueError, match="No records"):
+    prepare.prepare(
+        [str(tmp_path / "empty.fasta")],
+        str(tmp_path / "out"),
+        SMALL,
+        progress=False,
+    )
+  assert not os.path.exists(tmp_path / "out" / prepare.MANIFEST)
+
+
+def test_all_records_bad_writes_stats_but_no_manifest(tmp_path):
+  write_fasta(tmp_path / "bad.fasta", [("a", ["12"]), ("b", ["--"])])
+  with pytest.raises(ValueError, match="stats.json"):
+    prepare.prepare(
+        [str(tmp_path / "bad.fasta")],
+        str(tmp_path / "out"),
+        SMALL,
+        progress=False,
+    )
+  stats = json.loads((tmp_path / "out" / "stats.json").read_text())
+  assert stats["rejected"][sources.INVALID_CHARACTERS] == 2
+  assert not os.path.exists(tmp_path / "out" / prepare.MANIFEST)
+
+
+def test_output_dir_with_another_dataset_is_refused(tmp_path):
+  write_fasta(tmp_path / "a.fasta", [("a", ["MKT"]), ("b", ["GGS"])])
+  write_fasta(tmp_path / "b.fasta", [("c", ["WWW"])])
+  out = str(tmp_path / "out")
+  prepare.prepare([str(tmp_path / "a.fasta")], out, SMALL, progress=False)
+  # The same again: nothing to do.
+  again = prepare.prepare(
+      [str(tmp_path / "a.fasta")], out, SMALL, progress=False
+  )
+  assert again["written_total"] == 2
+  with pytest.raises(FileExistsError, match="other inputs or settings"):
+    prepare.prepare([str(tmp_path / "b.fasta")], out, SMALL, progress=False)
+  other = prepare.Settings(**{**SMALL.__dict__, "num_shards": 8})
+  with pytest.raises(FileExistsError, match="--overwrite"):
+    prepare.prepare([str(tmp_path / "a.fasta")], out, other, progress=False)
+  assert _read_all(out) == {"a": "MKT", "b": "GGS"}
+  prepare.prepare(
+      [str(tmp_path / "b.fasta")], out, SMALL, overwrite=True, progress=False
+  )
+  assert _read_all(out) == {"c": "WWW"}
+  # A directory with files of its own is not ours to fill.
+  (tmp_path / "busy").mkdir()
+  (tmp_path / "busy" / "notes.txt").write_text("mine")
+  with pytest.raises(FileExistsError, match="not empty"):
+    prepare.prepare(
+        [str(tmp_path / "a.fasta")],
+        str(tmp_path / "busy"),
+        SMALL,
+        progress=False,
+    )
+
+
+def test_killed_run_resumes_and_keeps_finished_shards(tmp_path, monkeypatch):
+  proteins = _proteins(500)
+  path = write_fasta(tmp_path / "in.fasta", [(i, [s]) for i, s in proteins])
+  out = str(tmp_path / "out")
+  real = prepare.write_shard
+  calls = []
+
+  def dies_after_three(*args, **kwargs):
+    if len(calls) == 3:
+      raise KeyboardInterrupt("killed")
+    calls.append(args[3:])
+    return real(*args, **kwargs)
+
+  monkeypatch.setattr(prepare, "write_shard", dies_after_three)
+  with pytest.raises(KeyboardInterrupt):
+    prepare.prepare([path], out, SMALL, progress=False)
+  assert not os.path.exists(os.path.join(out, prepare.MANIFEST))
+  finished = list(calls)
+
+  calls.clear()
+  monkeypatch.setattr(
+      prepare,
+      "write_shard",
+      lambda *a, **k: (calls.append(a[3:]), real(*a, **k))[1],
+  )
+  stats = prepare.prepare([path], out, SMALL, progress=False)
+  assert not set(calls) & set(finished)
+  assert len(calls) + len(finished) == 6
+  assert stats["written_total"] == 500
+  assert _read_all(out) == dict(proteins)
+  assert not os.path.exists(os.path.join(out, prepare.WORK))
+
+
+def test_beam_direct_runner_writes_the_same_bytes(tmp_path):
+  pytest.importorskip("apache_beam")
+  proteins = _proteins(400) + [("UniRef50_P000007", "WWWW")]  # A duplicate.
+  path = write_fasta(tmp_path / "in.fasta", [(i, [s]) for i, s in proteins])
+  here = prepare.prepare([path], str(tmp_path / "here"), SMALL, progress=False)
+  beam = prepare.prepare(
+      [path],
+      str(tmp_path / "beam"),
+      SMALL,
+      beam_options=["--runner=DirectRunner"],
+  )
+  for key in (
+      "read",
+      "written",
+      "rejected",
+      "length_histogram",
+      "residue_composition",
+  ):
+    assert beam[key] == here[key], key
+  manifests = [
+      json.loads((tmp_path / d / prepare.MANIFEST).read_text())["files"]
+      for d in ("here", "beam")
+  ]
+  assert manifests[0] == manifests[1]
+  assert here["rejected"][prepare.DUPLICATE_ID] == 1
+
+
+def test_command_line(tmp_path, capsys):
+  path = write_fasta(tmp_path / "in.fasta", [("a", ["MKT"]), ("b", ["1"])])
+  out = str(tmp_path / "out")
+  assert (
+      prepare.main([
+          f"--input={path}",
+          f"--output_dir={out}",
+          "--num_shards=2",
+          "--no_progress",
+      ])
+      == 0
+  )
+  printed = capsys.readouterr().out
+  assert "read 2, written 1" in printed and "invalid characters 1" in printed
+  assert (
+      prepare.main(
+          [f"--input={tmp_path / 'missing.fasta'}", f"--output_dir={out}"]
+      )
+      == 1
+  )
+  assert "No such input" in capsys.readouterr().err
+
+
+# ------------------------------------------------------ tasks on prepared data
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+  directory = tmp_path_factory.mktemp("prepared")
+  proteins = _proteins(800)
+  path = write_fasta(directory / "in.fasta", [(i, [s]) for i, s in proteins])
+  out = str(directory / "out")
+  prepare.prepare(
+      [path],
+      out,
+      prepare.Settings(
+          num_shards=8, num_eval_shards=2, validation_fraction=0.05
+      ),
+      progress=False,
+  )
+  return out, dict(proteins)
+
+
+def test_hosts_read_disjoint_shards(prepared):
+  out, proteins = prepared
+  source = sources.ProteinSource(lambda split: sources.split_files(out, split))
+  assert len(source.list_shards("train")) == 8
+  seen = []
+  for index in range(4):
+    ds = source.get_dataset(
+        "train",
+        shuffle=True,
+        seed=index,
+        shard_info=seqio.ShardInfo(index=index, num_shards=4),
+    )
+    ids = [r["id"].decode() for r in ds.as_numpy_iterator()]
+    seen.append(set(ids))
+    assert len(ids) == len(set(ids))
+  assert not any(a & b for i, a in enumerate(seen) for b in seen[i + 1 :])
+  validation = _read_split(out, "validation")[0]
+  assert set().union(*seen) == set(proteins) - set(validation)
+
+
+def test_tasks_read_prepared_shards_and_can_save_their_position(
+    prepared, tmp_path
+):
+  out, _ = prepared
+  tasks.register_ankh3_tasks(
+      "prepared_test", lambda split: sources.split_files(out, split)
+  )
+  try:
+    task = seqio.get_mixture_or_task("prepared_test_multitask")
+    lengths = {"inputs": 128, "targets": 80}
+    ds = task.get_dataset(lengths, split="train", shuffle=True, seed=5)
+    iterator = iter(ds)
+    next(iterator)
+    path = tf.train.Checkpoint(iterator=iterator).save(str(tmp_path / "ds"))
+    expected = [next(iterator)["inputs"].numpy().tolist() for _ in range(3)]
+    restored = iter(
+        task.get_dataset(lengths, split="train", shuffle=True, seed=5)
+    )
+    tf.train.Checkpoint(iterator=restored).restore(path)
+    assert [next(restored)["inputs"].numpy().tolist() for _ in range(3)] == (
+        expected
+    )
+  finally:
+    for kind in ("denoise", "complete", "multitask"):
+      seqio.TaskRegistry.remove(f"prepared_test_{kind}")
+
+
+def test_seqio_cache_job_on_the_sample_then_cached_training(tmp_path):
+  pytest.importorskip("apache_beam")
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+
+  cache = tmp_path / "cache"
+  run = subprocess.run(
+      [
+          sys.executable,
+          "-m",
+          "seqio.scripts.cache_tasks_main",
+          "--module_import=ankh3_tasks.mixtures",
+          "--tasks=ankh3_sample_multitask",
+          f"--output_cache_dir={cache}",
+          "--pipeline_options=--runner=DirectRunner",
+      ],
+      capture_output=True,
+      text=True,
+      timeout=600,
+  )
+  assert run.returncode == 0, run.stderr[-3000:]
+  seqio.add_global_cache_dirs([str(cache)])
+  task = seqio.get_mixture_or_task("ankh3_sample_multitask")
+  assert task.get_cached_stats("train")["examples"] == 3000
+  lengths = {"inputs": 512, "targets": 320}
+  # The cache holds tokenized proteins; crops, masks and the task choice are
+  # drawn afresh on every read.
+  first, second = (
+      [
+          ex["inputs"].tolist()
+          for ex in (
+              task.get_dataset(
+                  lengths,
+                  split="train",
+                  use_cached=True,
+                  shuffle=False,
+                  seed=seed,
+              )
+              .take(20)
+              .as_numpy_iterator()
+          )
+      ]
+      for seed in (1, 2)
+  )
+  assert first != second
+  uncached = [
+      ex["inputs"].tolist()
+      for ex in task.get_dataset(
+          lengths, split="validation", use_cached=True, shuffle=False, seed=3
+      ).as_numpy_iterator()
+  ]
+  assert len(uncached) == 300
+  assert all(x[0] in (28, 29) and x[-1] == 1 for x in uncached)
