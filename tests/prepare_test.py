@@ -475,3 +475,49 @@ def test_seqio_cache_job_on_the_sample_then_cached_training(tmp_path):
   ]
   assert len(uncached) == 300
   assert all(x[0] in (28, 29) and x[-1] == 1 for x in uncached)
+
+
+def test_write_workers_give_the_same_bytes_and_progress_is_shown(
+    tmp_path, capfd
+):
+  proteins = _proteins(300)
+  path = write_fasta(tmp_path / "in.fasta", [(i, [s]) for i, s in proteins])
+  one = prepare.prepare([path], str(tmp_path / "one"), SMALL, progress=True)
+  err = capfd.readouterr().err
+  assert "scan: 300 records" in err and "/s" in err and "write: 300" in err
+  two = prepare.prepare(
+      [path], str(tmp_path / "two"), SMALL, progress=False, workers=2
+  )
+  assert one["written"] == two["written"]
+  manifests = [
+      json.loads((tmp_path / d / prepare.MANIFEST).read_text())["files"]
+      for d in ("one", "two")
+  ]
+  assert manifests[0] == manifests[1]
+
+
+def test_uniref50_tasks_read_the_prepared_directory(prepared, monkeypatch):
+  out, proteins = prepared
+  monkeypatch.setenv(sources.DATA_DIR_ENV, out)
+  task = seqio.get_mixture_or_task("ankh3_uniref50_multitask")
+  assert len(task.source.list_shards("train")) == 8
+  ids = set()
+  for index in range(2):
+    ds = task.get_dataset(
+        {"inputs": 128, "targets": 80},
+        split="validation",
+        shuffle=False,
+        shard_info=seqio.ShardInfo(index=index, num_shards=2),
+    )
+    assert all(ex["inputs"][-1] == 1 for ex in ds.as_numpy_iterator())
+  validation = _read_split(out, "validation")[0]
+  for index in range(2):
+    ids |= {
+        r["id"].decode()
+        for r in task.source.get_dataset(
+            "validation",
+            shuffle=False,
+            shard_info=seqio.ShardInfo(index=index, num_shards=2),
+        ).as_numpy_iterator()
+    }
+  assert ids == set(validation) and ids <= set(proteins)
