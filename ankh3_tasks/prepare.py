@@ -95,6 +95,9 @@ LENGTH_BINS = (
 )
 
 _WORK_HEADER = struct.Struct("<IIII")  # file index, record index, id, seq
+# The scan keeps one work file per shard open; stay under the usual limit of
+# 1,024 open files per process.
+_MAX_OPEN_WORK_FILES = 1000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -676,7 +679,7 @@ def _claim_output_dir(
         f"{output_dir} holds an unfinished preparation of other inputs or "
         "settings; pass --overwrite to start over."
     )
-  if work is None and tf.io.gfile.isdir(output_dir):
+  if work is None and not overwrite and tf.io.gfile.isdir(output_dir):
     if tf.io.gfile.listdir(output_dir):
       raise FileExistsError(
           f"{output_dir} is not empty and holds no preparation of ours; "
@@ -777,6 +780,12 @@ def _all_shards(settings: Settings) -> list[tuple[str, int]]:
 
 def _run_here(inputs, output_dir, settings, progress, workers):
   """Both passes on this machine; resumes finished passes and shards."""
+  open_files = len(_all_shards(settings))
+  if open_files > _MAX_OPEN_WORK_FILES:
+    raise ValueError(
+        f"{open_files} shards would keep {open_files} work files open; the "
+        f"scan allows {_MAX_OPEN_WORK_FILES}. Use fewer shards, or --beam."
+    )
   work = os.path.join(output_dir, WORK)
   scan_path = os.path.join(work, "scan.json")
   scan_counts = _read_json(scan_path)

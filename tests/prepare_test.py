@@ -270,6 +270,16 @@ def test_output_dir_with_another_dataset_is_refused(tmp_path):
         SMALL,
         progress=False,
     )
+  # Told to, it adds its dataset and leaves the other files alone.
+  prepare.prepare(
+      [str(tmp_path / "a.fasta")],
+      str(tmp_path / "busy"),
+      SMALL,
+      overwrite=True,
+      progress=False,
+  )
+  assert (tmp_path / "busy" / "notes.txt").read_text() == "mine"
+  assert _read_all(tmp_path / "busy") == {"a": "MKT", "b": "GGS"}
 
 
 def test_killed_run_resumes_and_keeps_finished_shards(tmp_path, monkeypatch):
