@@ -42,7 +42,7 @@ import struct
 import sys
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 from absl import logging
 import numpy as np
@@ -304,9 +304,13 @@ def read_inputs(
     rejected: counts records rejected here (too long).
     file_indices: the index of each input among all inputs (default: its
       position in `inputs`).
+
+  Raises:
+    ValueError: for an input file without records.
   """
   indices = file_indices if file_indices is not None else range(len(inputs))
   for file_index, path in zip(indices, inputs):
+    before = stats.read
     records = sources.read_records(path, stats, **settings.table_options)
     for record_index, (record_id, sequence) in enumerate(records):
       if settings.max_length and len(sequence) > settings.max_length:
@@ -322,6 +326,8 @@ def read_inputs(
           )
         continue
       yield file_index, record_index, record_id, sequence
+    if stats.read == before:
+      raise ValueError(f"No records in {path}.")
 
 
 def _pack(file_index, record_index, record_id, sequence) -> bytes:
@@ -476,12 +482,23 @@ def write_shard(
     kept = first.get(record_id)
     if kept is not None:
       duplicates += 1
+      if duplicates <= 5:
+        logging.warning(
+            "%s shard %d: rejected %r: %s (input %d, records %d and %d)",
+            split,
+            shard,
+            record_id,
+            DUPLICATE_ID,
+            file_index,
+            min(kept[0][1], record_index),
+            max(kept[0][1], record_index),
+        )
       if kept[0] < position:
         continue
     first[record_id] = (position, sequence)
-  if duplicates:
+  if duplicates > 5:
     logging.warning(
-        "%s shard %d: %d records with an id seen before were rejected (%s).",
+        "%s shard %d: %d records rejected in all (%s).",
         split,
         shard,
         duplicates,
@@ -491,7 +508,8 @@ def write_shard(
   name = shard_name(split, shard, settings.shards(split))
   path = os.path.join(output_dir, name)
   tf.io.gfile.makedirs(os.path.dirname(path))
-  partial = path + ".partial"
+  # Named by process, so that two writers of one shard never share a file.
+  partial = f"{path}.partial.{os.getpid()}"
   with tf.io.TFRecordWriter(partial) as writer:
     for record_id, (_, sequence) in ordered:
       writer.write(example_bytes(record_id, sequence))
@@ -658,7 +676,9 @@ def _claim_output_dir(
   """
   manifest = _read_json(os.path.join(output_dir, MANIFEST))
   work = _read_json(os.path.join(output_dir, WORK, "settings.json"))
-  ours = [os.path.join(output_dir, n) for n in (*SPLITS, STATS, MANIFEST, WORK)]
+  # The manifest goes first: a kill while deleting must not leave one that
+  # vouches for half-deleted shards.
+  ours = [os.path.join(output_dir, n) for n in (MANIFEST, STATS, WORK, *SPLITS)]
   if overwrite:
     for path in ours:
       if tf.io.gfile.isdir(path):
@@ -723,6 +743,10 @@ def prepare(
   """
   if not inputs:
     raise ValueError("No --input given.")
+  # One file, one name: `in.fasta`, `./in.fasta` and its absolute path.
+  inputs = [p if "://" in p else os.path.abspath(p) for p in inputs]
+  if beam_options is not None:
+    _check_beam_options(beam_options, output_dir)
   for path in inputs:
     if not tf.io.gfile.exists(path):
       raise FileNotFoundError(f"No such input: {path}")
@@ -817,15 +841,20 @@ def _run_here(inputs, output_dir, settings, progress, workers):
     # Spawned, not forked: TensorFlow's threads do not survive a fork.
     context = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(
-        max_workers=workers, mp_context=context
+        max_workers=workers,
+        mp_context=context,
+        initializer=_die_with_parent,
+        initargs=(os.getpid(),),
     ) as pool:
       for job, entry in zip(jobs, pool.map(_write_shard_job, jobs)):
+        _mark_done(done_dir, job, entry)
         entries[job[2], job[3]] = entry
         written += entry["stats"]["records"]
         meter.update(written)
   else:
     for job in jobs:
       entry = _write_shard_job(job)
+      _mark_done(done_dir, job, entry)
       entries[job[2], job[3]] = entry
       written += entry["stats"]["records"]
       meter.update(written)
@@ -835,15 +864,72 @@ def _run_here(inputs, output_dir, settings, progress, workers):
 
 
 def _write_shard_job(job) -> dict[str, Any]:
-  """Writes one shard from its work file, then marks it done."""
+  """Writes one shard from its work file."""
   output_dir, settings, split, shard = job
-  work = os.path.join(output_dir, WORK)
   records = _read_work_file(
-      _WorkFiles(os.path.join(work, "buckets")).path(split, shard)
+      _WorkFiles(os.path.join(output_dir, WORK, "buckets")).path(split, shard)
   )
-  entry = write_shard(records, settings, output_dir, split, shard)
-  _write_json(os.path.join(work, "done", f"{split}-{shard:05d}.json"), entry)
-  return entry
+  return write_shard(records, settings, output_dir, split, shard)
+
+
+def _mark_done(done_dir: str, job, entry: Mapping[str, Any]) -> None:
+  # Only the parent marks shards done, after the worker has returned.
+  _, _, split, shard = job
+  _write_json(os.path.join(done_dir, f"{split}-{shard:05d}.json"), entry)
+
+
+def _die_with_parent(parent: int) -> None:
+  """Makes a write worker exit when the run that spawned it is killed."""
+  if sys.platform.startswith("linux"):
+    import ctypes  # pylint: disable=g-import-not-at-top
+    import signal  # pylint: disable=g-import-not-at-top
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(
+        pr_set_pdeathsig, signal.SIGKILL
+    )
+  # The parent may have died while this worker was starting.
+  if os.getppid() != parent:
+    os._exit(1)  # pylint: disable=protected-access
+
+
+def _check_beam_options(beam_options: Sequence[str], output_dir: str) -> None:
+  """Fails on options Beam does not know, and on local output off-machine.
+
+  Raises:
+    ValueError: naming the unknown options, or the output directory.
+  """
+  from apache_beam.options import pipeline_options  # pylint: disable=g-import-not-at-top
+
+  # What Beam's PipelineOptions would otherwise drop with a warning.
+  parser = argparse.ArgumentParser(add_help=False)
+  seen, pending = set(), [pipeline_options.PipelineOptions]
+  while pending:
+    cls = pending.pop()
+    for sub in cls.__subclasses__():
+      if sub not in seen:
+        seen.add(sub)
+        pending.append(sub)
+        try:
+          sub._add_argparse_args(parser)  # pylint: disable=protected-access
+        except argparse.ArgumentError:
+          pass  # Registered by another class already.
+  _, unknown = parser.parse_known_args(list(beam_options))
+  if unknown:
+    raise ValueError(
+        f"Unknown options: {unknown} (neither prepare's nor Apache Beam's)."
+    )
+  runner = (
+      pipeline_options.PipelineOptions(list(beam_options))
+      .view_as(pipeline_options.StandardOptions)
+      .runner
+  )
+  local_runners = (None, "DirectRunner", "direct", "PrismRunner", "prism")
+  if runner not in local_runners and "://" not in output_dir:
+    raise ValueError(
+        f"--output_dir {output_dir} is local, but runner {runner} works on "
+        "other machines: use a gs:// directory."
+    )
 
 
 def _run_beam(inputs, output_dir, settings, beam_options):
@@ -985,10 +1071,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   parser.add_argument(
       "--workers",
       type=int,
-      default=os.cpu_count() or 1,
+      default=min(len(os.sched_getaffinity(0)), 8),
       help=(
-          "processes writing shards at once (default: %(default)s, the "
-          "CPUs); the scan reads the input in one process"
+          "processes writing shards at once (default: %(default)s, the CPUs "
+          "this process may use, at most 8; each takes about 1 GB); the scan "
+          "reads the input in one process"
       ),
   )
   parser.add_argument("--no_progress", action="store_true")

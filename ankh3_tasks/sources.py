@@ -21,9 +21,11 @@ import csv
 import functools
 import gzip
 import io
+import json
 import os
 import re
 import threading
+import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Optional
 
@@ -204,12 +206,12 @@ def read_fasta(path: str, stats: ReadStats) -> Iterator[Record]:
   def flush():
     if header is None:
       if lines:
-        stats.skip(f"{path}:1", SEQUENCE_BEFORE_HEADER)
+        stats.skip(f"{os.path.basename(path)}:1", SEQUENCE_BEFORE_HEADER)
       return None
     record_id = (
         header.split(maxsplit=1)[0]
         if header.strip()
-        else f"{path}:{header_line}"
+        else f"{os.path.basename(path)}:{header_line}"
     )
     if not lines:
       stats.skip(record_id, HEADER_WITHOUT_SEQUENCE)
@@ -227,7 +229,7 @@ def read_fasta(path: str, stats: ReadStats) -> Iterator[Record]:
           header, header_line, lines = line[1:].strip(), number, []
         elif line.strip():
           lines.append(line)
-  except (OSError, EOFError, gzip.BadGzipFile) as e:
+  except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as e:
     raise type(e)(
         f"{path}: unreadable after record {last_id!r} (line {number}): {e}"
     ) from e
@@ -281,47 +283,76 @@ def read_table(
     (id, cleaned sequence).
 
   Raises:
-    ValueError: when there is no sequence column.
+    ValueError: when there is no sequence column, or for a corrupt Parquet
+      file (naming the file, the last good record and the row).
+    OSError, EOFError: for a truncated or corrupt file, named the same way.
   """
-  if _strip_gz(path).endswith(".parquet"):
-    import pyarrow.parquet as pq  # pylint: disable=g-import-not-at-top
-
-    # pyarrow opens local paths and gs:// URIs itself.
-    table = pq.ParquetFile(path)
-    names = table.schema_arrow.names
-    seq_col, id_col = _table_columns(names, sequence_column, id_column, path)
-    columns = [c for c in (seq_col, id_col) if c]
-    row = 0
-    bytes_per_row = tf.io.gfile.stat(path).length / max(
-        table.metadata.num_rows, 1
-    )
-    for batch in table.iter_batches(columns=columns):
-      stats.bytes_read += int(batch.num_rows * bytes_per_row)
-      data = batch.to_pydict()
-      ids = data[id_col] if id_col else [None] * batch.num_rows
-      for record_id, raw in zip(ids, data[seq_col]):
-        row += 1
-        if record_id is None:
-          record_id = f"{path}:{row}"
-        if isinstance(raw, bytes):
-          raw = raw.decode("utf-8", errors="replace")
-        if isinstance(record_id, bytes):
-          record_id = record_id.decode("utf-8", errors="replace")
-        record = _check(str(record_id), raw or "", stats)
+  name = os.path.basename(path)
+  position = {"row": 0, "id": None}
+  try:
+    if _strip_gz(path).endswith(".parquet"):
+      yield from _read_parquet(
+          path, stats, sequence_column, id_column, position
+      )
+      return
+    delimiter = "\t" if _strip_gz(path).endswith(".tsv") else ","
+    # Titin has over 34,000 residues; lift csv's 131,072-character field cap.
+    csv.field_size_limit(1 << 30)
+    with _open_text(path, stats) as f:
+      reader = csv.DictReader(f, delimiter=delimiter)
+      names = reader.fieldnames or []
+      seq_col, id_col = _table_columns(names, sequence_column, id_column, path)
+      for row, fields in enumerate(reader, start=2):
+        position["row"] = row
+        record_id = (fields.get(id_col) if id_col else None) or f"{name}:{row}"
+        record = _check(record_id, fields.get(seq_col) or "", stats)
         if record:
+          position["id"] = record[0]
           yield record
-    return
-  delimiter = "\t" if _strip_gz(path).endswith(".tsv") else ","
-  # Titin has over 34,000 residues; lift csv's 131,072-character field cap.
-  csv.field_size_limit(1 << 30)
-  with _open_text(path, stats) as f:
-    reader = csv.DictReader(f, delimiter=delimiter)
-    names = reader.fieldnames or []
-    seq_col, id_col = _table_columns(names, sequence_column, id_column, path)
-    for row, fields in enumerate(reader, start=2):
-      record_id = (fields.get(id_col) if id_col else None) or f"{path}:{row}"
-      record = _check(record_id, fields.get(seq_col) or "", stats)
+  except (OSError, EOFError, gzip.BadGzipFile, zlib.error, csv.Error) as e:
+    raise type(e)(_unreadable(path, position, e)) from e
+  except Exception as e:  # pyarrow's errors have no common base to name.
+    if type(e).__module__.startswith("pyarrow"):
+      raise ValueError(_unreadable(path, position, e)) from e
+    raise
+
+
+def _unreadable(path, position, error) -> str:
+  return (
+      f"{path}: unreadable after record {position['id']!r} (row "
+      f"{position['row']}): {error}"
+  )
+
+
+def _read_parquet(path, stats, sequence_column, id_column, position):
+  import pyarrow.parquet as pq  # pylint: disable=g-import-not-at-top
+
+  name = os.path.basename(path)
+  # pyarrow opens local paths and gs:// URIs itself.
+  table = pq.ParquetFile(path)
+  names = table.schema_arrow.names
+  seq_col, id_col = _table_columns(names, sequence_column, id_column, path)
+  columns = [c for c in (seq_col, id_col) if c]
+  row = 0
+  bytes_per_row = tf.io.gfile.stat(path).length / max(
+      table.metadata.num_rows, 1
+  )
+  for batch in table.iter_batches(columns=columns):
+    stats.bytes_read += int(batch.num_rows * bytes_per_row)
+    data = batch.to_pydict()
+    ids = data[id_col] if id_col else [None] * batch.num_rows
+    for record_id, raw in zip(ids, data[seq_col]):
+      row += 1
+      position["row"] = row
+      if record_id is None:
+        record_id = f"{name}:{row}"
+      if isinstance(raw, bytes):
+        raw = raw.decode("utf-8", errors="replace")
+      if isinstance(record_id, bytes):
+        record_id = record_id.decode("utf-8", errors="replace")
+      record = _check(str(record_id), raw or "", stats)
       if record:
+        position["id"] = record[0]
         yield record
 
 
@@ -339,12 +370,18 @@ def _table_columns(names, sequence_column, id_column, path):
 
 def read_lines(path: str, stats: ReadStats) -> Iterator[Record]:
   """Yields one protein per non-blank line; the id is `FILE:LINE`."""
-  with _open_text(path, stats) as f:
-    for number, line in enumerate(f, start=1):
-      if line.strip():
-        record = _check(f"{os.path.basename(path)}:{number}", line, stats)
-        if record:
-          yield record
+  position = {"row": 0, "id": None}
+  try:
+    with _open_text(path, stats) as f:
+      for number, line in enumerate(f, start=1):
+        position["row"] = number
+        if line.strip():
+          record = _check(f"{os.path.basename(path)}:{number}", line, stats)
+          if record:
+            position["id"] = record[0]
+            yield record
+  except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as e:
+    raise type(e)(_unreadable(path, position, e)) from e
 
 
 def _strip_gz(path: str) -> str:
@@ -424,14 +461,23 @@ PREPARED_MANIFEST = "MANIFEST.json"
 
 
 def is_prepared(paths: Sequence[str]) -> bool:
-  """Whether `paths` are shards written by `ankh3_tasks.prepare`.
+  """Whether `paths` are all shards written by `ankh3_tasks.prepare`.
 
-  Those lie in `DIR/SPLIT/` beside `DIR/MANIFEST.json`, which is written only
-  once every shard is complete, and hold only clean records.
+  Those lie in `DIR/SPLIT/` and are listed in `DIR/MANIFEST.json`, which is
+  written only once every shard is complete; they hold only clean records.
+  A file the manifest does not list is read with the checks.
   """
   roots = {os.path.dirname(os.path.dirname(p)) for p in paths}
-  return len(roots) == 1 and tf.io.gfile.exists(
-      os.path.join(roots.pop(), PREPARED_MANIFEST)
+  if len(roots) != 1:
+    return False
+  root = roots.pop()
+  manifest = os.path.join(root, PREPARED_MANIFEST)
+  if not tf.io.gfile.exists(manifest):
+    return False
+  with tf.io.gfile.GFile(manifest) as f:
+    listed = {entry["path"] for entry in json.load(f).get("files", ())}
+  return all(
+      os.path.relpath(p, root).replace(os.sep, "/") in listed for p in paths
   )
 
 
@@ -611,7 +657,7 @@ def split_files(directory: str, split: str) -> list[str]:
   ]
   files = []
   for path in sorted(set(candidates)):
-    if tf.io.gfile.isdir(path) or path.endswith(".partial"):
+    if tf.io.gfile.isdir(path) or ".partial" in os.path.basename(path):
       continue
     try:
       file_format(path)

@@ -1,6 +1,7 @@
 """Tests of `python -m ankh3_tasks.prepare`: outputs, bad input, resuming."""
 
 import glob
+import gzip
 import json
 import os
 import random
@@ -99,7 +100,7 @@ def test_bad_records_are_counted_and_nothing_is_lost(tmp_path):
   assert written == {
       "good1": "MKTAYIAKQR",
       "good2": "ACD",
-      f"{path}:16": "WWW",
+      "in.fasta:16": "WWW",
   }
   assert stats["residue_composition"]["W"]["count"] == 3
   assert sum(b["count"] for b in stats["length_histogram"]) == 3
@@ -531,3 +532,95 @@ def test_uniref50_tasks_read_the_prepared_directory(prepared, monkeypatch):
         ).as_numpy_iterator()
     }
   assert ids == set(validation) and ids <= set(proteins)
+
+
+def test_corrupt_inputs_fail_naming_the_file_and_the_record(tmp_path):
+  proteins = _proteins(3000)
+  # A gzip stream with a broken block (zlib's error), and a truncated CSV.
+  path = write_fasta(
+      tmp_path / "in.fasta.gz", [(i, [s]) for i, s in proteins], gz=True
+  )
+  data = bytearray(open(path, "rb").read())
+  data[len(data) // 2 : len(data) // 2 + 64] = b"\xff" * 64
+  open(path, "wb").write(bytes(data))
+  with pytest.raises(Exception, match=r"in\.fasta\.gz: unreadable after"):
+    prepare.prepare([path], str(tmp_path / "a"), SMALL, progress=False)
+  csv_path = tmp_path / "in.csv.gz"
+  with gzip.open(csv_path, "wt") as f:
+    f.write("id,sequence\n")
+    f.writelines(f"{i},{s}\n" for i, s in proteins)
+  data = open(csv_path, "rb").read()
+  open(csv_path, "wb").write(data[: len(data) // 2])
+  with pytest.raises(EOFError, match=r"in\.csv\.gz: .*UniRef50_P.*row"):
+    prepare.prepare([str(csv_path)], str(tmp_path / "b"), SMALL, progress=False)
+  bad_parquet = tmp_path / "in.parquet"
+  bad_parquet.write_bytes(b"PAR1" + b"\0" * 100 + b"PAR1")
+  with pytest.raises((ValueError, OSError), match=r"in\.parquet: unreadable"):
+    prepare.prepare(
+        [str(bad_parquet)], str(tmp_path / "c"), SMALL, progress=False
+    )
+  for out in ("a", "b", "c"):
+    assert not os.path.exists(tmp_path / out / prepare.MANIFEST)
+
+
+def test_an_empty_file_among_inputs_is_named(tmp_path):
+  good = write_fasta(tmp_path / "good.fasta", [("a", ["MKT"])])
+  (tmp_path / "empty.fasta").write_text("")
+  with pytest.raises(ValueError, match=r"No records in .*empty\.fasta"):
+    prepare.prepare(
+        [good, str(tmp_path / "empty.fasta")],
+        str(tmp_path / "out"),
+        SMALL,
+        progress=False,
+    )
+
+
+def test_same_file_by_another_name_is_the_same_dataset(tmp_path, monkeypatch):
+  write_fasta(tmp_path / "in.fasta", [("a", ["MKT"])])
+  monkeypatch.chdir(tmp_path)
+  prepare.prepare(["in.fasta"], "out", SMALL, progress=False)
+  again = prepare.prepare(
+      [str(tmp_path / "in.fasta")],
+      str(tmp_path / "out"),
+      SMALL,
+      progress=False,
+  )
+  assert again["written_total"] == 1
+
+
+def test_overwrite_removes_the_manifest_first(tmp_path, monkeypatch):
+  write_fasta(tmp_path / "a.fasta", [("a", ["MKT"]), ("b", ["GGS"])])
+  out = str(tmp_path / "out")
+  prepare.prepare([str(tmp_path / "a.fasta")], out, SMALL, progress=False)
+  real = tf.io.gfile.rmtree
+
+  def killed_on_a_split(path):
+    if os.path.basename(path) in prepare.SPLITS:
+      raise KeyboardInterrupt("killed while deleting")
+    real(path)
+
+  monkeypatch.setattr(tf.io.gfile, "rmtree", killed_on_a_split)
+  with pytest.raises(KeyboardInterrupt):
+    prepare.prepare(
+        [str(tmp_path / "a.fasta")], out, SMALL, overwrite=True, progress=False
+    )
+  assert not os.path.exists(os.path.join(out, prepare.MANIFEST))
+
+
+def test_beam_options_are_checked(tmp_path):
+  pytest.importorskip("apache_beam")
+  path = write_fasta(tmp_path / "in.fasta", [("a", ["MKT"])])
+  with pytest.raises(ValueError, match="validation_fracton"):
+    prepare.prepare(
+        [path],
+        str(tmp_path / "a"),
+        SMALL,
+        beam_options=["--validation_fracton=0.5"],
+    )
+  with pytest.raises(ValueError, match="use a gs:// directory"):
+    prepare.prepare(
+        [path],
+        str(tmp_path / "b"),
+        SMALL,
+        beam_options=["--runner=DataflowRunner", "--project=p"],
+    )

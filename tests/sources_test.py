@@ -268,3 +268,28 @@ def test_split_files_ignore_files_that_only_share_a_prefix(tmp_path):
       str(tmp_path / "train-2.fasta"),
       str(tmp_path / "train.fasta"),
   ]
+
+
+def test_only_files_the_manifest_lists_skip_the_checks(tmp_path):
+  from ankh3_tasks import prepare  # pylint: disable=g-import-not-at-top
+
+  path = write_fasta(tmp_path / "in.fasta", [("a", ["MKT"]), ("b", ["GGS"])])
+  out = tmp_path / "out"
+  prepare.prepare(
+      [path],
+      str(out),
+      prepare.Settings(
+          num_shards=1, num_eval_shards=1, validation_fraction=0.0
+      ),
+      progress=False,
+  )
+  listed = sources.split_files(str(out), "train")
+  assert sources.is_prepared(listed)
+  stray = out / "train" / "stray.tfrecord"
+  with tf.io.TFRecordWriter(str(stray)) as writer:
+    writer.write(_example("bad", "MK1"))
+  files = sources.split_files(str(out), "train")
+  assert not sources.is_prepared(files)
+  got, stats = _read(files)
+  assert sorted(got) == [("a", "MKT"), ("b", "GGS")]
+  assert stats.skipped[sources.INVALID_CHARACTERS] == 1
