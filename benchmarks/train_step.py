@@ -62,6 +62,8 @@ import time
 
 import numpy as np
 
+from ankh3_tasks.plan import model_flops  # The count; kept with the planner.
+
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The features `seqio.EncDecFeatureConverter(pack=True)` gives T5X's model.
 FEATURES = (
@@ -137,46 +139,6 @@ def batch_shapes(
       k: (batch, targets if k.startswith("decoder") else inputs)
       for k in FEATURES
   }
-
-
-def model_flops(cfg, batch: int, inputs: int, targets: int) -> dict:
-  """Matmul FLOPs of one forward pass and one train step (module docstring).
-
-  Args:
-    cfg: an `Ankh3Config`.
-    batch: rows per step.
-    inputs: encoder length.
-    targets: decoder length.
-
-  Returns:
-    {"forward": ..., "train": ..., "parts": {name: forward FLOPs}}.
-  """
-  b, l, t = batch, inputs, targets
-  d, f, v = cfg.emb_dim, cfg.mlp_dim, cfg.vocab_size
-  a = cfg.num_heads * cfg.head_dim
-  g = len(cfg.mlp_activations)
-  e, n = cfg.num_encoder_layers, cfg.num_decoder_layers
-  parts = {
-      "encoder projections": e * 2 * b * 4 * l * d * a,
-      "encoder attention": e * 2 * b * 2 * l * l * a,
-      "encoder mlp": e * 2 * b * (g + 1) * l * d * f,
-      "decoder projections": n * 2 * b * (6 * t + 2 * l) * d * a,
-      "decoder attention": n * 2 * b * (2 * t * t + 2 * t * l) * a,
-      "decoder mlp": n * 2 * b * (g + 1) * t * d * f,
-      "logits": 2 * b * t * d * v,
-  }
-  one_hot = {
-      "embedding (one-hot)": 2 * b * (l + t) * v * d,
-      "position bias (one-hot)": (
-          2
-          * cfg.num_heads
-          * cfg.relative_attention_num_buckets
-          * (e * l * l + n * t * t)
-      ),
-  }
-  forward = sum(parts.values()) + sum(one_hot.values())
-  train = 3 * sum(parts.values()) + 2 * sum(one_hot.values())
-  return {"forward": forward, "train": train, "parts": {**parts, **one_hot}}
 
 
 def count_params(model) -> int:
