@@ -1,0 +1,579 @@
+r"""`python -m tpu_launch`: run Ankh3 pretraining on a Cloud TPU VM slice.
+
+usage: python -m tpu_launch COMMAND --name NAME [--zone ZONE] [--project P]
+           [--dry_run] [--gcloud_flag=FLAG ...] [COMMAND FLAGS]
+
+  create   create the TPU VM (or, with --queued, a queued resource)
+  setup    install Python, the pinned stack, JAX for TPU, T5X and this
+           package on every worker
+  train    start t5x.train on every worker at once, in the background:
+             train --name N --gin_file=F [--env K=V] --gin.MODEL_DIR=\"gs://..\"
+                   [--gin.NAME=VALUE ...] [-- OTHER_T5X_FLAGS ...]
+  logs     tail the run's log on worker 0 (--worker N or all)
+  stop     stop t5x.train on every worker
+  status   describe the TPU VM (or queued resource)
+  ssh      log in to a worker, or run `-- CMD ARGS...` on --worker
+  delete   delete the TPU VM (or queued resource)
+
+`--dry_run` prints the commands, as a shell script, and runs nothing. Gin
+overrides (`--gin.NAME=VALUE`, anywhere before `--`) and the flags after `--`
+reach t5x.train on the workers exactly as given. See tpu_launch/README.md.
+"""
+
+import argparse
+import configparser
+import dataclasses
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from typing import Callable, Sequence
+
+from tpu_launch import accelerators
+from tpu_launch import gcloud
+from tpu_launch import t5x_args
+
+DEFAULT_ZONE = "us-central2-b"
+DEFAULT_ACCELERATOR = "v4-128"
+DEFAULT_REMOTE_DIR = "ankh3"
+# setup.cfg: python_requires = >=3.11,<3.12.
+DEFAULT_PYTHON = "python3.11"
+CHECKOUT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@dataclasses.dataclass(frozen=True)
+class Step:
+  """One command of a launch: what it is for and its argv."""
+
+  comment: str
+  argv: list[str]
+
+  @property
+  def line(self) -> str:
+    return shlex.join(self.argv)
+
+
+def _common(args: argparse.Namespace) -> dict:
+  return dict(zone=args.zone, project=args.project, extra=args.gcloud_flag)
+
+
+def _accelerator(args: argparse.Namespace) -> accelerators.Accelerator:
+  accelerator = accelerators.parse(
+      args.accelerator_type, allow_unknown=args.allow_any_zone
+  )
+  if not args.allow_any_zone:
+    accelerators.check_zone(accelerator, args.zone)
+  return accelerator
+
+
+def _queued_id(args: argparse.Namespace) -> str | None:
+  if not args.queued:
+    return None
+  return args.queued_resource_id or f"{args.name}-qr"
+
+
+def _create(args, overrides, extra) -> list[Step]:
+  del overrides, extra
+  accelerator = _accelerator(args)
+  version = args.version or accelerators.RUNTIME_VERSIONS.get(
+      accelerator.family
+  )
+  if not version:
+    raise ValueError(
+        f"no default runtime for {accelerator.name}: pass --version"
+    )
+  if args.provisioning == "preemptible" and args.queued:
+    raise ValueError("--preemptible is not for queued resources: use --spot")
+  queued = _queued_id(args)
+  what = f"{accelerator.name}: {accelerator.chips} chips"
+  if accelerator.known:
+    what += f", {accelerator.hosts} host(s)"
+  comment = (
+      f"queue a request for TPU VM {args.name} ({what}) as queued resource"
+      f" {queued}; `status --queued` shows when it is ACTIVE"
+      if queued
+      else f"create TPU VM {args.name} ({what})"
+  )
+  argv = gcloud.create(
+      args.name,
+      accelerator_type=accelerator.name,
+      version=version,
+      queued_resource_id=queued,
+      provisioning=args.provisioning,
+      **_common(args),
+  )
+  return [Step(comment, argv)]
+
+
+def read_checkout(repo: str) -> tuple[str, str, list[str]]:
+  """Reads what `setup` installs from a checkout of this repository.
+
+  Args:
+    repo: the checkout.
+
+  Returns:
+    (package version, `jax[tpu]==V` with setup.cfg's jax pin, the lines of
+    requirements/t5x-git.txt).
+
+  Raises:
+    ValueError: `repo` is not a checkout.
+  """
+  init = os.path.join(repo, "ankh3_tasks", "__init__.py")
+  cfg = os.path.join(repo, "setup.cfg")
+  git = os.path.join(repo, "requirements", "t5x-git.txt")
+  missing = [p for p in (init, cfg, git) if not os.path.isfile(p)]
+  if missing:
+    raise ValueError(
+        f"setup needs a checkout of this repository; {repo} lacks "
+        + ", ".join(missing)
+        + " (pass --repo DIR)"
+    )
+  with open(init) as f:
+    version = re.search(r'^__version__ = "([^"]+)"', f.read(), re.MULTILINE)
+  parser = configparser.ConfigParser()
+  parser.read(cfg)
+  requires = parser.get("options", "install_requires", fallback="").split()
+  jax = [r for r in requires if r.startswith("jax==")]
+  with open(git) as f:
+    lines = [l.strip() for l in f if l.strip() and not l.startswith("#")]
+  if not version or not jax or not lines:
+    raise ValueError(
+        f"could not read the version from {init}, the jax pin from {cfg}"
+        f" or the git requirements from {git}"
+    )
+  return version.group(1), "jax[tpu]" + jax[0][len("jax") :], lines
+
+
+def _setup(args, overrides, extra) -> list[Step]:
+  del overrides, extra
+  repo = os.path.abspath(args.repo)
+  version, jax, git_requirements = read_checkout(repo)
+  steps = []
+  if args.wheel:
+    wheel = os.path.abspath(args.wheel)
+    if not wheel.endswith(".whl") or not os.path.isfile(wheel):
+      raise ValueError(f"--wheel {args.wheel}: no such .whl file")
+  else:
+    dist = os.path.join(repo, "dist")
+    wheel = os.path.join(dist, f"ankh3_tasks-{version}-py3-none-any.whl")
+    steps.append(
+        Step(
+            "build this checkout's wheel here (the workers get exactly this"
+            " code)",
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "wheel",
+                "--no-deps",
+                repo,
+                "-w",
+                dist,
+            ],
+        )
+    )
+  steps.append(
+      Step(
+          f"on every worker: install {args.python} if absent, make"
+          f" {args.remote_dir}/dist",
+          gcloud.ssh(
+              args.name,
+              worker="all",
+              command=gcloud.setup_prepare(args.remote_dir, args.python),
+              **_common(args),
+          ),
+      )
+  )
+  name = os.path.basename(wheel)
+  steps.append(
+      Step(
+          "copy the wheel to every worker",
+          gcloud.scp(
+              [wheel],
+              args.name,
+              f"{args.remote_dir}/dist/",
+              **_common(args),
+          ),
+      )
+  )
+  steps.append(
+      Step(
+          f"on every worker: venv, {name}[t5x], {jax}, then T5X, airio and"
+          " jestimator at the pinned commits (--no-deps)",
+          gcloud.ssh(
+              args.name,
+              worker="all",
+              command=gcloud.setup_install(
+                  args.remote_dir, args.python, name, jax, git_requirements
+              ),
+              **_common(args),
+          ),
+      )
+  )
+  if not args.no_check:
+    steps.append(
+        Step(
+            "on every worker at once: JAX sees the whole slice",
+            gcloud.ssh(
+                args.name,
+                worker="all",
+                command=gcloud.setup_check(args.remote_dir),
+                **_common(args),
+            ),
+        )
+    )
+  return steps
+
+
+# Gin files only this machine has travel inside the ssh command, which one
+# argument (128 KiB on Linux) must hold.
+_MAX_SHIPPED_BYTES = 64 * 1024
+
+
+def _train(args, overrides, extra) -> list[Step]:
+  if not args.gin_file:
+    raise ValueError(
+        "train needs at least one --gin_file, e.g."
+        " --gin_file=gin/experiments/ankh3_large_pretrain.gin"
+    )
+  accelerator = _accelerator(args)
+  directory = t5x_args.model_dir(overrides)
+  what = accelerator.name
+  if accelerator.known:
+    what += f", {accelerator.hosts} hosts"
+  reason = None
+  if accelerator.multi_host:
+    reason = (
+        f"on a multi-host slice ({what}) every host writes its part of each"
+        " checkpoint there"
+    )
+  t5x_args.check_model_dir(directory, reason=reason)
+  if not (directory.startswith("gs://") or os.path.isabs(directory)):
+    raise ValueError(
+        f"MODEL_DIR {directory!r} is relative; each train starts t5x.train in"
+        " a new directory, so give a gs:// or absolute path"
+    )
+  env = t5x_args.parse_env(args.env)
+  found = t5x_args.resolve_gin_files(
+      args.gin_file, cwd=os.getcwd(), roots=t5x_args.search_roots()
+  )
+  files = []
+  for gin_file in found:
+    if gin_file.ship:
+      with open(gin_file.local) as f:
+        files.append((os.path.normpath(gin_file.path), f.read()))
+  size = sum(len(text.encode()) for _, text in files)
+  if size > _MAX_SHIPPED_BYTES:
+    raise ValueError(
+        f"the gin files only this machine has hold {size} bytes, more than"
+        f" {_MAX_SHIPPED_BYTES} fit in the ssh command: put them under gin/"
+        " and re-run setup"
+    )
+  run_id = _run_id()
+  comment = (
+      "on every worker at once: start t5x.train in the background in"
+      f" {args.remote_dir}/runs/{run_id} (log t5x.log there; `logs` follows"
+      " it)"
+  )
+  if files:
+    comment += "; first write " + ", ".join(p for p, _ in files) + " there"
+  return [
+      Step(
+          comment,
+          gcloud.ssh(
+              args.name,
+              worker="all",
+              command=gcloud.train(
+                  args.remote_dir,
+                  run_id=run_id,
+                  t5x_args=t5x_args.t5x_argv(args.gin_file, overrides, extra),
+                  env=env,
+                  files=files,
+              ),
+              **_common(args),
+          ),
+      )
+  ]
+
+
+def _run_id() -> str:
+  return time.strftime("train-%Y%m%d-%H%M%S", time.gmtime())
+
+
+def _logs(args, overrides, extra) -> list[Step]:
+  del overrides, extra
+  return [
+      Step(
+          f"worker {args.worker}: the latest run's log",
+          gcloud.ssh(
+              args.name,
+              worker=args.worker,
+              command=gcloud.logs(
+                  args.remote_dir, lines=args.lines, follow=not args.no_follow
+              ),
+              **_common(args),
+          ),
+      )
+  ]
+
+
+def _stop(args, overrides, extra) -> list[Step]:
+  del overrides, extra
+  return [
+      Step(
+          "on every worker: stop the t5x.train that `train` started",
+          gcloud.ssh(
+              args.name,
+              worker="all",
+              command=gcloud.stop(args.remote_dir, args.timeout),
+              **_common(args),
+          ),
+      )
+  ]
+
+
+def _status(args, overrides, extra) -> list[Step]:
+  del overrides, extra
+  argv = gcloud.describe(
+      args.name, queued_resource_id=_queued_id(args), **_common(args)
+  )
+  return [Step("state of the TPU", argv)]
+
+
+def _ssh(args, overrides, extra) -> list[Step]:
+  del overrides
+  command = shlex.join(extra) if extra else None
+  argv = gcloud.ssh(
+      args.name, worker=args.worker, command=command, **_common(args)
+  )
+  return [Step(f"worker {args.worker}", argv)]
+
+
+def _delete(args, overrides, extra) -> list[Step]:
+  del overrides, extra
+  queued = _queued_id(args)
+  what = f"queued resource {queued} and TPU VM" if queued else "TPU VM"
+  argv = gcloud.delete(
+      args.name, queued_resource_id=queued, quiet=args.yes, **_common(args)
+  )
+  return [Step(f"delete {what} {args.name}", argv)]
+
+
+_COMMANDS: dict[str, tuple[Callable[..., list[Step]], str]] = {
+    "create": (_create, "create the TPU VM or a queued resource"),
+    "setup": (_setup, "install everything on every worker"),
+    "train": (_train, "start t5x.train on every worker"),
+    "logs": (_logs, "tail the run's log"),
+    "stop": (_stop, "stop t5x.train on every worker"),
+    "status": (_status, "describe the TPU VM or queued resource"),
+    "ssh": (_ssh, "log in, or run `-- CMD ARGS...`"),
+    "delete": (_delete, "delete the TPU VM or queued resource"),
+}
+
+
+def _parser() -> argparse.ArgumentParser:
+  common = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+  common.add_argument("--name", required=True, help="TPU VM name")
+  common.add_argument(
+      "--zone", default=DEFAULT_ZONE, help=f"default: {DEFAULT_ZONE} (v4)"
+  )
+  common.add_argument("--project", help="Cloud project (default: gcloud's)")
+  common.add_argument(
+      "--dry_run",
+      action="store_true",
+      help="print the commands (a shell script) and run nothing",
+  )
+  common.add_argument(
+      "--gcloud_flag",
+      action="append",
+      default=[],
+      metavar="FLAG",
+      help=(
+          "extra flag for every gcloud command, e.g."
+          " --gcloud_flag=--internal-ip (repeatable)"
+      ),
+  )
+  accelerator = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+  accelerator.add_argument(
+      "--accelerator_type",
+      default=DEFAULT_ACCELERATOR,
+      help=f"default: {DEFAULT_ACCELERATOR}, the paper's 64 chips",
+  )
+  accelerator.add_argument(
+      "--allow_any_zone",
+      action="store_true",
+      help="skip the zone / accelerator check",
+  )
+  remote = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+  remote.add_argument(
+      "--remote_dir",
+      default=DEFAULT_REMOTE_DIR,
+      help="the launcher's directory on each worker, relative to home",
+  )
+  queued = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+  queued.add_argument("--queued", action="store_true", help="a queued resource")
+  queued.add_argument("--queued_resource_id", help="its id (default: NAME-qr)")
+
+  parser = argparse.ArgumentParser(
+      prog="python -m tpu_launch",
+      description=__doc__.split("\n\n")[0],
+      allow_abbrev=False,
+  )
+  sub = parser.add_subparsers(dest="command", required=True)
+  parents = {
+      "create": [common, accelerator, queued],
+      "setup": [common, remote],
+      "train": [common, accelerator, remote],
+      "logs": [common, remote],
+      "stop": [common, remote],
+      "status": [common, queued],
+      "ssh": [common],
+      "delete": [common, queued],
+  }
+  subs = {
+      name: sub.add_parser(
+          name, parents=parents[name], help=text, allow_abbrev=False
+      )
+      for name, (_, text) in _COMMANDS.items()
+  }
+  subs["create"].add_argument(
+      "--version",
+      help=(
+          "TPU VM runtime (default by generation, e.g. tpu-ubuntu2204-base"
+          " for v4)"
+      ),
+  )
+  how = subs["create"].add_mutually_exclusive_group()
+  for choice in ("spot", "reserved", "preemptible"):
+    how.add_argument(
+        f"--{choice}",
+        dest="provisioning",
+        action="store_const",
+        const=choice,
+    )
+  subs["setup"].add_argument(
+      "--python",
+      default=DEFAULT_PYTHON,
+      help="interpreter for the venv; installed with apt if absent",
+  )
+  subs["setup"].add_argument(
+      "--wheel", help="install this wheel instead of building one"
+  )
+  subs["setup"].add_argument(
+      "--repo",
+      default=CHECKOUT,
+      help="the checkout to build and read pins from (default: this one)",
+  )
+  subs["setup"].add_argument(
+      "--no_check",
+      action="store_true",
+      help="skip the final JAX device check",
+  )
+  subs["train"].add_argument(
+      "--gin_file",
+      action="append",
+      default=[],
+      help="gin file for t5x.train (repeatable, in order)",
+  )
+  subs["train"].add_argument(
+      "--env",
+      action="append",
+      default=[],
+      metavar="NAME=VALUE",
+      help=(
+          "environment variable for the run, e.g."
+          " --env=ANKH3_DATA_DIR=gs://BUCKET/uniref50 (repeatable)"
+      ),
+  )
+  for name, default in (("logs", "0"), ("ssh", "0")):
+    subs[name].add_argument(
+        "--worker", default=default, help="worker index, or all"
+    )
+  subs["logs"].add_argument("--lines", type=int, default=100)
+  subs["logs"].add_argument(
+      "--no_follow", action="store_true", help="print and exit"
+  )
+  subs["stop"].add_argument(
+      "--timeout",
+      type=int,
+      default=30,
+      help="seconds to wait after SIGTERM before SIGKILL",
+  )
+  subs["delete"].add_argument(
+      "--yes", action="store_true", help="do not ask (gcloud --quiet)"
+  )
+  return parser
+
+
+def build_steps(argv: Sequence[str]) -> tuple[argparse.Namespace, list[Step]]:
+  """Parses a command line and returns the steps it runs.
+
+  Args:
+    argv: arguments after `python -m tpu_launch`.
+
+  Returns:
+    The parsed launcher flags and the steps, in order.
+
+  Raises:
+    ValueError: a bad configuration (the message says what to change).
+    SystemExit: a malformed command line (argparse's usage message).
+  """
+  launcher, overrides, extra = t5x_args.split_args(argv)
+  if "--dry_run" in extra:
+    raise ValueError(
+        "--dry_run after -- would go to t5x.train (and this would run):"
+        " put it before --"
+    )
+  args = _parser().parse_args(launcher)
+  if overrides and args.command != "train":
+    raise ValueError(f"gin overrides ({overrides[0]} ...) only go with train")
+  if extra and args.command not in ("train", "ssh"):
+    raise ValueError(
+        f"arguments after -- ({extra[0]} ...) only go with train and ssh"
+    )
+  remote_dir = getattr(args, "remote_dir", DEFAULT_REMOTE_DIR)
+  if not re.fullmatch(r"[A-Za-z0-9._/-]+", remote_dir):
+    raise ValueError(
+        f"--remote_dir {remote_dir!r}: use letters, digits and . _ / - only"
+        " (scp would split other names)"
+    )
+  function, _ = _COMMANDS[args.command]
+  return args, function(args, overrides, extra)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+  """Runs (or with --dry_run prints) a launcher command; returns its status."""
+  argv = sys.argv[1:] if argv is None else list(argv)
+  try:
+    args, steps = build_steps(argv)
+  except ValueError as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 2
+  if args.dry_run:
+    print(f"# python -m tpu_launch {args.command}: nothing was run (--dry_run)")
+    for step in steps:
+      print(f"# {step.comment}")
+      print(step.line)
+    return 0
+  if shutil.which("gcloud") is None:
+    print(
+        "error: gcloud not found on PATH. Install the Google Cloud CLI"
+        " (https://cloud.google.com/sdk/docs/install), then `gcloud auth"
+        " login` and `gcloud config set project PROJECT`; or add --dry_run"
+        " to print the commands.",
+        file=sys.stderr,
+    )
+    return 2
+  for step in steps:
+    print(f"# {step.comment}\n+ {step.line}", file=sys.stderr, flush=True)
+    try:
+      returncode = subprocess.run(step.argv, check=False).returncode
+    except KeyboardInterrupt:
+      return 130
+    if returncode:
+      print(f"error: exit status {returncode}: {step.line}", file=sys.stderr)
+      return returncode
+  return 0
