@@ -92,8 +92,15 @@ def run_prepare(fasta: str, workers: int) -> dict:
         f"--workers={workers}",
         "--no_progress",
     ]
+    # One worker runs on one CPU; n workers on n (as far as there are).
+    cpus = sorted(os.sched_getaffinity(0))[: max(workers, 1)]
     start = time.monotonic()
-    subprocess.run(command, check=True, capture_output=True)
+    subprocess.run(
+        command,
+        check=True,
+        capture_output=True,
+        preexec_fn=lambda: os.sched_setaffinity(0, cpus),
+    )
     wall = time.monotonic() - start
     with open(os.path.join(output, "out", "stats.json")) as f:
       stats = json.load(f)
