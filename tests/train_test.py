@@ -110,3 +110,22 @@ def test_resumed_run_continues_at_the_checkpoint_with_the_same_data(
   _train(stopped, "TRAIN_STEPS=200", "SAVE_DATASET=False", **options)
   restarted = _scalars(stopped / "train", LOSS)
   assert restarted[150] != pytest.approx(expected[150], rel=1e-5)
+
+
+def test_checkpoint_params_can_be_read_back(default_run):
+  from ankh3_tasks import checkpoints  # pylint: disable=g-import-not-at-top
+
+  model_dir, _ = default_run
+  early = checkpoints.load_params(str(model_dir / "checkpoint_100"))
+  late = checkpoints.load_params(str(model_dir / "checkpoint_300"))
+  assert sorted(late) == ["decoder", "encoder", "token_embedder"]
+  assert late["token_embedder"]["embedding"].shape == (256, 128)
+  assert late["encoder"]["relpos_bias"]["rel_embedding"].shape == (4, 64)
+  assert late["decoder"]["logits_dense"]["kernel"].shape == (128, 256)
+  # Trained between the two checkpoints.
+  assert not (
+      early["decoder"]["logits_dense"]["kernel"]
+      == late["decoder"]["logits_dense"]["kernel"]
+  ).all()
+  with pytest.raises(FileNotFoundError, match="No T5X checkpoint"):
+    checkpoints.load_params(str(model_dir))

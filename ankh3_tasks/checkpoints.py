@@ -1,0 +1,47 @@
+"""Reads the parameters of a T5X checkpoint (needs T5X and orbax).
+
+  params = checkpoints.load_params("gs://bucket/ankh3_large/checkpoint_4000000")
+  params["encoder"]["layers_0"]["attention"]["query"]["kernel"]
+
+Works for the Orbax checkpoints `t5x.train` writes (`checkpoint_N/state`)
+and for T5X's older TensorStore format, which `t5x.checkpoints` reads.
+"""
+
+import os
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+
+def load_params(checkpoint_dir: str) -> dict[str, Any]:
+  """Returns the model parameters of `checkpoint_dir` as numpy arrays.
+
+  Args:
+    checkpoint_dir: a `checkpoint_N` directory of a T5X model directory.
+
+  Returns:
+    The parameter tree (`token_embedder`, `encoder`, `decoder`), as nested
+    dicts of numpy arrays, in the dtype they were saved in.
+
+  Raises:
+    FileNotFoundError: when `checkpoint_dir` holds no T5X checkpoint.
+  """
+  import jax  # pylint: disable=g-import-not-at-top
+
+  state_dir = os.path.join(checkpoint_dir, "state")
+  if tf.io.gfile.exists(os.path.join(state_dir, "_METADATA")):
+    import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+
+    state = ocp.PyTreeCheckpointer().restore(state_dir)
+    params = state["target"]
+  elif tf.io.gfile.exists(os.path.join(checkpoint_dir, "checkpoint")):
+    from t5x import checkpoints  # pylint: disable=g-import-not-at-top
+
+    params = checkpoints.load_t5x_checkpoint(checkpoint_dir)["target"]
+  else:
+    raise FileNotFoundError(
+        f"No T5X checkpoint in {checkpoint_dir}: expected "
+        "checkpoint_N/state (Orbax) or checkpoint_N/checkpoint."
+    )
+  return jax.tree_util.tree_map(np.asarray, params)
