@@ -143,7 +143,7 @@ TOPOLOGIES: dict[str, Topology] = {
 }
 
 # The features `seqio.EncDecFeatureConverter(pack=True)` gives T5X's model.
-_FEATURES = (
+FEATURES = (
     "encoder_input_tokens",
     "encoder_segment_ids",
     "encoder_positions",
@@ -821,7 +821,7 @@ def _abstract_batch(rows: int, inputs: int, targets: int) -> dict[str, Any]:
       k: jax.ShapeDtypeStruct(
           (rows, targets if k.startswith("decoder") else inputs), np.int32
       )
-      for k in _FEATURES
+      for k in FEATURES
   }
 
 

@@ -62,20 +62,12 @@ import time
 
 import numpy as np
 
-from ankh3_tasks.plan import model_flops  # The count; kept with the planner.
+# The FLOP count and the packed features T5X's model takes; kept with the
+# planner.
+from ankh3_tasks.plan import FEATURES
+from ankh3_tasks.plan import model_flops
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# The features `seqio.EncDecFeatureConverter(pack=True)` gives T5X's model.
-FEATURES = (
-    "encoder_input_tokens",
-    "encoder_segment_ids",
-    "encoder_positions",
-    "decoder_input_tokens",
-    "decoder_target_tokens",
-    "decoder_loss_weights",
-    "decoder_segment_ids",
-    "decoder_positions",
-)
 
 
 def _gin_run_settings(path: str) -> tuple[dict[str, int], int]:
