@@ -129,3 +129,47 @@ def test_checkpoint_params_can_be_read_back(default_run):
   ).all()
   with pytest.raises(FileNotFoundError, match="No T5X checkpoint"):
     checkpoints.load_params(str(model_dir))
+
+
+def test_trained_checkpoint_converts_to_hugging_face(default_run, tmp_path):
+  torch = pytest.importorskip("torch")
+  transformers = pytest.importorskip("transformers")
+  import numpy as np  # pylint: disable=g-import-not-at-top
+
+  from ankh3_tasks import checkpoints  # pylint: disable=g-import-not-at-top
+  from ankh3_tasks import convert  # pylint: disable=g-import-not-at-top
+  from ankh3_tasks import embed  # pylint: disable=g-import-not-at-top
+
+  model_dir, _ = default_run
+  checkpoint = str(model_dir / "checkpoint_300")
+  out = str(tmp_path / "hf")
+  assert (
+      convert.main([
+          "t5x-to-hf",
+          f"--checkpoint={checkpoint}",
+          f"--gin_file={os.path.join(REPO, 'gin/models/ankh3_tiny.gin')}",
+          f"--output={out}",
+      ])
+      == 0
+  )
+  hf = transformers.T5ForConditionalGeneration.from_pretrained(out)
+  hf.eval()
+  model = embed.load_model("gin/models/ankh3_tiny.gin", [REPO])
+  params = checkpoints.load_params(checkpoint)
+  inputs = np.array([[28, 3, 4, 5, 6, 7, 1, 0]], dtype=np.int32)
+  targets = np.array([[255, 8, 9, 1]], dtype=np.int32)
+  decoder_inputs = np.array([[0, 255, 8, 9]], dtype=np.int32)
+  expected = model.module.apply(
+      {"params": params},
+      inputs,
+      decoder_inputs,
+      targets,
+      enable_dropout=False,
+  )
+  with torch.no_grad():
+    got = hf(
+        input_ids=torch.tensor(inputs, dtype=torch.long),
+        attention_mask=torch.tensor(inputs > 0, dtype=torch.long),
+        decoder_input_ids=torch.tensor(decoder_inputs, dtype=torch.long),
+    ).logits.numpy()
+  np.testing.assert_allclose(got, np.asarray(expected), atol=1e-4)

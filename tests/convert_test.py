@@ -1,0 +1,275 @@
+"""Tests of T5X <-> Hugging Face conversion (marker `t5x`)."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.t5x
+
+torch = pytest.importorskip("torch", reason="needs torch")
+transformers = pytest.importorskip("transformers", reason="needs transformers")
+
+_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_TOL = 1e-4
+
+
+def _config(**overrides):
+  from ankh3_tasks import network  # pylint: disable=g-import-not-at-top
+
+  settings = dict(
+      vocab_size=256,
+      dtype="float32",
+      emb_dim=32,
+      num_heads=2,
+      num_encoder_layers=2,
+      num_decoder_layers=2,
+      head_dim=16,
+      mlp_dim=64,
+      mlp_activations=("silu", "linear"),
+      dropout_rate=0.0,
+      logits_via_embedding=False,
+      relative_attention_num_buckets=64,
+      relative_attention_max_distance=128,
+  )
+  settings.update(overrides)
+  return network.Ankh3Config(**settings)
+
+
+def _t5x_params(config, seed=0):
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+
+  from ankh3_tasks import network  # pylint: disable=g-import-not-at-top
+
+  module = network.Transformer(config)
+  params = module.init(
+      jax.random.PRNGKey(seed),
+      jnp.ones((1, 8), jnp.int32),
+      jnp.ones((1, 8), jnp.int32),
+      jnp.ones((1, 8), jnp.int32),
+      enable_dropout=False,
+  )["params"]
+  # Random (not initial) norms and tables, so every mapping matters.
+  leaves, tree = jax.tree_util.tree_flatten(params)
+  rng = np.random.default_rng(seed)
+  leaves = [
+      np.asarray(x, np.float32) + rng.normal(0, 0.1, x.shape).astype("f4")
+      for x in leaves
+  ]
+  return jax.tree_util.tree_map(
+      np.asarray, jax.tree_util.tree_unflatten(tree, leaves)
+  )
+
+
+def _tokens():
+  """Two rows: one padded, one longer than max distance (far buckets)."""
+  rng = np.random.default_rng(1)
+  enc = rng.integers(3, 256, (2, 300)).astype(np.int32)
+  enc[0, 40:] = 0
+  dec_target = rng.integers(3, 256, (2, 160)).astype(np.int32)
+  dec_target[0, 20:] = 0
+  dec_input = np.zeros_like(dec_target)
+  dec_input[:, 1:] = dec_target[:, :-1]
+  dec_input[0, 20:] = 0
+  return enc, dec_input, dec_target
+
+
+def _t5x_outputs(params, config, enc, dec_input, dec_target):
+  from ankh3_tasks import network  # pylint: disable=g-import-not-at-top
+
+  module = network.Transformer(config)
+  variables = {"params": params}
+  encoded = module.apply(
+      variables, enc, enable_dropout=False, method=module.encode
+  )
+  logits = module.apply(
+      variables, enc, dec_input, dec_target, enable_dropout=False
+  )
+  return np.asarray(encoded), np.asarray(logits)
+
+
+def _hf_outputs(model, enc, dec_input, dec_target):
+  with torch.no_grad():
+    enc_t = torch.from_numpy(enc).long()
+    mask = enc_t > 0
+    out = model(
+        input_ids=enc_t,
+        attention_mask=mask,
+        decoder_input_ids=torch.from_numpy(dec_input).long(),
+        decoder_attention_mask=torch.from_numpy(dec_target).long() > 0,
+    )
+    return out.encoder_last_hidden_state.numpy(), out.logits.numpy()
+
+
+def _max_diff(a, b, tokens):
+  keep = tokens > 0  # Padding positions are masked differently.
+  return float(np.abs(a[keep] - b[keep]).max())
+
+
+def test_t5x_to_hf_gives_same_logits_and_encodings():
+  from ankh3_tasks import convert  # pylint: disable=g-import-not-at-top
+
+  config = _config()
+  params = _t5x_params(config)
+  enc, dec_input, dec_target = _tokens()
+  t5x_enc, t5x_logits = _t5x_outputs(params, config, enc, dec_input, dec_target)
+  hf = convert.t5x_to_hf(params, config)
+  hf_enc, hf_logits = _hf_outputs(hf, enc, dec_input, dec_target)
+  assert np.abs(t5x_logits).max() > 1.0  # Not trivially small.
+  assert _max_diff(t5x_enc, hf_enc, enc) < _TOL
+  assert _max_diff(t5x_logits, hf_logits, dec_target) < _TOL
+  # A wrong bucket table (T5's 32) would not match.
+  params["encoder"]["relpos_bias"]["rel_embedding"][:, 40:] += 1.0
+  t5x_enc2, _ = _t5x_outputs(params, config, enc, dec_input, dec_target)
+  assert _max_diff(t5x_enc2, hf_enc, enc) > 1e-2
+
+
+def test_encoder_only_export_gives_same_encodings():
+  from ankh3_tasks import convert  # pylint: disable=g-import-not-at-top
+
+  config = _config()
+  params = _t5x_params(config, seed=2)
+  enc, dec_input, dec_target = _tokens()
+  t5x_enc, _ = _t5x_outputs(params, config, enc, dec_input, dec_target)
+  hf = convert.t5x_to_hf(params, config, encoder_only=True)
+  assert isinstance(hf, transformers.T5EncoderModel)
+  with torch.no_grad():
+    enc_t = torch.from_numpy(enc).long()
+    out = hf(input_ids=enc_t, attention_mask=enc_t > 0).last_hidden_state
+  assert _max_diff(t5x_enc, out.numpy(), enc) < _TOL
+
+
+def _random_hf(seed=3):
+  from ankh3_tasks import convert  # pylint: disable=g-import-not-at-top
+
+  torch.manual_seed(seed)
+  model = transformers.T5ForConditionalGeneration(convert.hf_config(_config()))
+  with torch.no_grad():
+    for p in model.parameters():  # Norm scales and tables random too.
+      p.add_(torch.randn_like(p) * 0.1)
+    # T5X has one embedding: the stacks' copies equal `shared`.
+    model.encoder.embed_tokens.weight.copy_(model.shared.weight)
+    model.decoder.embed_tokens.weight.copy_(model.shared.weight)
+  return model.eval()
+
+
+def test_lm_head_is_distinct_from_shared_embedding():
+  from ankh3_tasks import convert  # pylint: disable=g-import-not-at-top
+
+  model = convert.t5x_to_hf(_t5x_params(_config()), _config())
+  assert model.config.tie_word_embeddings is False
+  assert model.config.scale_decoder_outputs is False
+  assert model.lm_head.weight.data_ptr() != model.shared.weight.data_ptr()
+  assert not torch.equal(model.lm_head.weight, model.shared.weight)
+
+
+def test_hf_to_t5x_gives_same_logits(tmp_path):
+  from ankh3_tasks import convert  # pylint: disable=g-import-not-at-top
+
+  model = _random_hf()
+  # Through save_pretrained / from_pretrained, as the CLI reads it.
+  model.save_pretrained(tmp_path)
+  model = transformers.T5ForConditionalGeneration.from_pretrained(tmp_path)
+  assert model.lm_head.weight.data_ptr() != model.shared.weight.data_ptr()
+  params, config = convert.hf_to_t5x(model.eval())
+  assert config == _config()
+  enc, dec_input, dec_target = _tokens()
+  hf_enc, hf_logits = _hf_outputs(model, enc, dec_input, dec_target)
+  t5x_enc, t5x_logits = _t5x_outputs(params, config, enc, dec_input, dec_target)
+  assert _max_diff(t5x_enc, hf_enc, enc) < _TOL
+  assert _max_diff(t5x_logits, hf_logits, dec_target) < _TOL
+
+
+def test_round_trip_t5x_hf_t5x_gives_identical_params():
+  import jax  # pylint: disable=g-import-not-at-top
+
+  from ankh3_tasks import convert  # pylint: disable=g-import-not-at-top
+
+  config = _config()
+  params = _t5x_params(config, seed=4)
+  back, back_config = convert.hf_to_t5x(convert.t5x_to_hf(params, config))
+  assert back_config == config
+  assert jax.tree_util.tree_structure(back) == jax.tree_util.tree_structure(
+      params
+  )
+  for a, b in zip(
+      jax.tree_util.tree_leaves(params), jax.tree_util.tree_leaves(back)
+  ):
+    np.testing.assert_array_equal(a, b)
+
+
+def test_config_mismatch_names_the_field():
+  from ankh3_tasks import convert  # pylint: disable=g-import-not-at-top
+
+  with pytest.raises(ValueError, match="mlp_dim.*64.*128"):
+    convert.check_config(_config(), _config(mlp_dim=128))
+  _, found = convert.hf_to_t5x(_random_hf())
+  model = convert.model_from_gin("gin/models/ankh3_tiny.gin")
+  with pytest.raises(ValueError, match="emb_dim"):
+    convert.check_config(model.module.config, found)
+
+
+@pytest.mark.slow
+def test_t5x_train_resumes_from_converted_hf_model(tmp_path):
+  from ankh3_tasks import convert  # pylint: disable=g-import-not-at-top
+
+  model = convert.model_from_gin("gin/models/ankh3_tiny.gin")
+  cfg = model.module.config
+  torch.manual_seed(0)
+  hf = transformers.T5ForConditionalGeneration(convert.hf_config(cfg)).eval()
+  with torch.no_grad():  # T5X has one embedding.
+    hf.encoder.embed_tokens.weight.copy_(hf.shared.weight)
+    hf.decoder.embed_tokens.weight.copy_(hf.shared.weight)
+  hf_dir = tmp_path / "hf"
+  hf.save_pretrained(hf_dir)
+  model_dir = tmp_path / "model"
+  cli = [sys.executable, "-m", "ankh3_tasks.convert"]
+  subprocess.run(
+      cli
+      + [
+          "hf-to-t5x",
+          f"--hf_dir={hf_dir}",
+          "--gin_file=gin/models/ankh3_tiny.gin",
+          f"--output={model_dir}",
+      ],
+      cwd=_REPO,
+      check=True,
+  )
+  assert (model_dir / "checkpoint_0").is_dir()
+  run = subprocess.run(
+      [
+          sys.executable,
+          "-m",
+          "t5x.train",
+          "--gin_search_paths=.",
+          "--gin_file=gin/experiments/ankh3_tiny_sample.gin",
+          f'--gin.MODEL_DIR="{model_dir}"',
+          "--gin.TRAIN_STEPS=2",
+          "--gin.EVAL_PERIOD=2",
+          "--gin.CHECKPOINT_PERIOD=2",
+          "--gin.STATS_PERIOD=2",
+          "--gin.SAVE_DATASET=False",
+          "--gin.EVAL_STEPS=1",
+          "--alsologtostderr",
+      ],
+      cwd=_REPO,
+      capture_output=True,
+      text=True,
+      timeout=300,
+  )
+  log = run.stdout + run.stderr
+  assert run.returncode == 0, log[-3000:]
+  assert "checkpoint_0" in log and "Restor" in log, log[-3000:]
+  assert (model_dir / "checkpoint_2").is_dir(), log[-3000:]
+  # The trained parameters started from the converted ones.
+  from ankh3_tasks import checkpoints  # pylint: disable=g-import-not-at-top
+
+  start = checkpoints.load_params(str(model_dir / "checkpoint_0"))
+  params, _ = convert.hf_to_t5x(hf)
+  np.testing.assert_array_equal(
+      start["decoder"]["logits_dense"]["kernel"],
+      params["decoder"]["logits_dense"]["kernel"],
+  )
