@@ -100,6 +100,10 @@ def test_every_shipped_gin_file_is_covered():
             if line.startswith("include 'gin/")
         )
   covered.add("gin/models/ankh3_base.gin")  # Included by every size file.
+  # The t5x.infer files; tests/complete_test.py parses and runs them.
+  covered.update(
+      {"gin/runs/ankh3_infer.gin", "gin/experiments/ankh3_tiny_complete.gin"}
+  )
   assert shipped == covered
 
 
