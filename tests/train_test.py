@@ -173,3 +173,60 @@ def test_trained_checkpoint_converts_to_hugging_face(default_run, tmp_path):
         decoder_input_ids=torch.tensor(decoder_inputs, dtype=torch.long),
     ).logits.numpy()
   np.testing.assert_allclose(got, np.asarray(expected), atol=1e-4)
+
+
+def test_embed_command_matches_the_hugging_face_encoder(default_run, tmp_path):
+  torch = pytest.importorskip("torch")
+  pytest.importorskip("transformers")
+  import numpy as np  # pylint: disable=g-import-not-at-top
+
+  from ankh3_tasks import convert  # pylint: disable=g-import-not-at-top
+  from ankh3_tasks import embed  # pylint: disable=g-import-not-at-top
+  from ankh3_tasks import vocabularies  # pylint: disable=g-import-not-at-top
+  from conftest import write_fasta  # pylint: disable=g-import-not-at-top
+
+  model_dir, _ = default_run
+  checkpoint = str(model_dir / "checkpoint_300")
+  gin_file = os.path.join(REPO, "gin/models/ankh3_tiny.gin")
+  proteins = {"p1": "MKTAYIAKQRQISFVKSHFSRQ", "p2": "GSHMLEDPVDAFQ"}
+  fasta = write_fasta(
+      tmp_path / "in.fasta", [(k, [v]) for k, v in proteins.items()]
+  )
+  out = str(tmp_path / "emb.npz")
+  assert (
+      embed.main([
+          f"--checkpoint={checkpoint}",
+          f"--gin_file={gin_file}",
+          f"--input={fasta}",
+          f"--output={out}",
+          "--task_token=S2S",
+      ])
+      == 0
+  )
+  assert (
+      convert.main([
+          "t5x-to-hf",
+          f"--checkpoint={checkpoint}",
+          f"--gin_file={gin_file}",
+          f"--output={tmp_path / 'hf'}",
+          "--encoder_only",
+      ])
+      == 0
+  )
+  import transformers  # pylint: disable=g-import-not-at-top
+
+  encoder = transformers.T5EncoderModel.from_pretrained(str(tmp_path / "hf"))
+  encoder.eval()
+  vocab = vocabularies.Ankh3Vocabulary()
+  written = np.load(out)
+  for record_id, sequence in proteins.items():
+    ids = [vocab.token_id("[S2S]"), *vocab.encode(sequence), 1]
+    with torch.no_grad():
+      hidden = encoder(input_ids=torch.tensor([ids])).last_hidden_state
+    expected = hidden.numpy()[0, 1:-1]
+    got = written[f"per_residue/{record_id}"]
+    assert got.shape == (len(sequence), 128)
+    np.testing.assert_allclose(got, expected, atol=1e-4)
+    np.testing.assert_allclose(
+        written[f"mean/{record_id}"], expected.mean(axis=0), atol=1e-4
+    )
