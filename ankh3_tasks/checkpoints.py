@@ -1,5 +1,6 @@
-"""Reads the parameters of a T5X checkpoint (needs T5X and orbax).
+"""Reads a model from gin and the parameters of a T5X checkpoint (needs T5X).
 
+  model = checkpoints.load_model("gin/models/ankh3_large.gin")
   params = checkpoints.load_params("gs://bucket/ankh3_large/checkpoint_4000000")
   params["encoder"]["layers_0"]["attention"]["query"]["kernel"]
 
@@ -7,6 +8,7 @@ Works for the Orbax checkpoints `t5x.train` writes (`checkpoint_N/state`)
 and for T5X's older TensorStore format, which `t5x.checkpoints` reads.
 """
 
+from collections.abc import Sequence
 import os
 from typing import Any
 
@@ -45,3 +47,25 @@ def load_params(checkpoint_dir: str) -> dict[str, Any]:
         "checkpoint_N/state (Orbax) or checkpoint_N/checkpoint."
     )
   return jax.tree_util.tree_map(np.asarray, params)
+
+
+def load_model(
+    gin_file: str,
+    search_paths: Sequence[str] = (),
+    bindings: Sequence[str] = (),
+) -> Any:
+  """Builds the `MODEL` of a gin file (a model file, or a whole experiment).
+
+  Args:
+    gin_file: e.g. `gin/models/ankh3_large.gin`, found as given, under
+      `search_paths`, the current directory or this package's gin tree.
+    search_paths: extra gin search paths.
+    bindings: extra gin bindings, applied after the file. `DROPOUT_RATE`
+      is 0 unless the file or a binding sets it.
+
+  Returns:
+    The `t5x.models.EncoderDecoderModel` the file configures.
+  """
+  from ankh3_tasks import plan  # pylint: disable=g-import-not-at-top
+
+  return plan.load_gin([gin_file], bindings, (*search_paths, os.getcwd())).model

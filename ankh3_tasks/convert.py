@@ -26,11 +26,11 @@ from typing import Any, Optional
 
 import numpy as np
 
+from ankh3_tasks import checkpoints
 from ankh3_tasks import network
 
 Params = dict[str, Any]
 
-_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # T5X layer name -> HF sub-layer index and module, per stack.
 _ENCODER_SUBLAYERS = (
     ("attention", "pre_attention_layer_norm", "SelfAttention"),
@@ -179,7 +179,7 @@ def t5x_to_hf(
 
   Args:
     params: the T5X parameter tree (`token_embedder`, `encoder`, `decoder`).
-    config: the network's config (e.g. from `model_from_gin`).
+    config: the network's config (e.g. from `checkpoints.load_model`).
     encoder_only: return a `T5EncoderModel` (no decoder, no output layer).
 
   Returns:
@@ -317,31 +317,6 @@ def _map(fn, tree):
   return fn(tree)
 
 
-def model_from_gin(gin_file: str, bindings: tuple[str, ...] = ()) -> Any:
-  """Builds the `MODEL` macro of a model gin file (no weights allocated).
-
-  Args:
-    gin_file: e.g. `gin/models/ankh3_large.gin` (found from the current
-      directory or the repository root).
-    bindings: extra gin bindings, applied after the file.
-
-  Returns:
-    The `t5x.models.EncoderDecoderModel` the file configures.
-  """
-  import gin  # pylint: disable=g-import-not-at-top
-
-  gin.clear_config()
-  gin.add_config_file_search_path(os.getcwd())
-  gin.add_config_file_search_path(_REPO)
-  try:
-    gin.parse_config_files_and_bindings(
-        [gin_file], ["DROPOUT_RATE = 0.0", *bindings]
-    )
-    return gin.query_parameter("MODEL/macro.value").scoped_configurable_fn()
-  finally:
-    gin.clear_config()
-
-
 _CHECKED_FIELDS = (
     "vocab_size",
     "emb_dim",
@@ -377,7 +352,7 @@ def save_t5x(params: Params, model: Any, output_dir: str, step: int = 0) -> str:
 
   Args:
     params: the T5X parameter tree (numpy).
-    model: the T5X model (e.g. from `model_from_gin`).
+    model: the T5X model (e.g. from `checkpoints.load_model`).
     output_dir: the new model directory.
     step: the step to record.
 
@@ -388,7 +363,7 @@ def save_t5x(params: Params, model: Any, output_dir: str, step: int = 0) -> str:
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from t5x import checkpoints  # pylint: disable=g-import-not-at-top
+  from t5x import checkpoints as t5x_checkpoints  # pylint: disable=g-import-not-at-top
   from t5x import partitioning  # pylint: disable=g-import-not-at-top
   from t5x import utils  # pylint: disable=g-import-not-at-top
 
@@ -422,7 +397,7 @@ def save_t5x(params: Params, model: Any, output_dir: str, step: int = 0) -> str:
   state = state.replace_step(jnp.asarray(step, jnp.int32))
   # T5X's manager falls back to the parent of a directory that is missing.
   tf.io.gfile.makedirs(output_dir)
-  manager = checkpoints.OrbaxCheckpointManagerInterface(
+  manager = t5x_checkpoints.OrbaxCheckpointManagerInterface(
       output_dir, state, partitioner
   )
   manager.save(state)
@@ -450,11 +425,9 @@ def _parse(argv: Optional[list[str]]) -> argparse.Namespace:
 def main(argv: Optional[list[str]] = None) -> int:
   """Runs the CLI; returns the exit status."""
   args = _parse(argv)
-  model = model_from_gin(args.gin_file)
+  model = checkpoints.load_model(args.gin_file)
   config = model.module.config
   if args.command == "t5x-to-hf":
-    from ankh3_tasks import checkpoints  # pylint: disable=g-import-not-at-top
-
     params = checkpoints.load_params(args.checkpoint)
     found = network.Ankh3Config(
         vocab_size=params["token_embedder"]["embedding"].shape[0],

@@ -54,6 +54,7 @@ from absl import logging
 import jax
 import numpy as np
 
+from ankh3_tasks import checkpoints
 from ankh3_tasks import sources
 from ankh3_tasks import vocabularies
 
@@ -220,36 +221,8 @@ def embed_sequences(
   return results
 
 
-def load_model(
-    gin_file: str,
-    search_paths: Sequence[str] = (),
-    bindings: Sequence[str] = (),
-) -> Any:
-  """Builds the `MODEL` of a model gin file, with `DROPOUT_RATE = 0.0`.
-
-  Args:
-    gin_file: e.g. `gin/models/ankh3_large.gin`.
-    search_paths: extra gin search paths; the current directory and this
-      package's gin tree are always searched.
-    bindings: extra gin bindings, applied after the file.
-
-  Returns:
-    The `t5x.models.EncoderDecoderModel` the file configures.
-  """
-  import gin  # pylint: disable=g-import-not-at-top
-
-  from ankh3_tasks import gin_search_path  # pylint: disable=g-import-not-at-top
-
-  gin.clear_config()
-  for path in (*search_paths, ".", gin_search_path.gin_search_path()):
-    gin.add_config_file_search_path(path)
-  try:
-    gin.parse_config_files_and_bindings(
-        [gin_file], ["DROPOUT_RATE = 0.0", *bindings]
-    )
-    return gin.query_parameter("MODEL/macro.value").scoped_configurable_fn()
-  finally:
-    gin.clear_config()
+# The gin model loader, here too for notebooks that embed.
+load_model = checkpoints.load_model
 
 
 def safe_key(record_id: str) -> str:
@@ -335,8 +308,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   args = _parse_args(sys.argv[1:] if argv is None else argv)
   logging.set_verbosity(logging.INFO)
   logging.use_absl_handler()
-  from ankh3_tasks import checkpoints  # pylint: disable=g-import-not-at-top
-
   stats = sources.ReadStats(os.path.basename(args.input))
   records = list(sources.read_records(args.input, stats))
   by_key = collections.defaultdict(list)

@@ -64,6 +64,8 @@ import numpy as np
 
 # The FLOP count and the packed features T5X's model takes; kept with the
 # planner.
+from ankh3_tasks import checkpoints
+from ankh3_tasks import plan
 from ankh3_tasks.plan import FEATURES
 from ankh3_tasks.plan import model_flops
 
@@ -71,56 +73,25 @@ _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _gin_run_settings(path: str) -> tuple[dict[str, int], int]:
-  """Returns TASK_FEATURE_LENGTHS and BATCH_SIZE as a run gin file binds them.
-
-  The run files include T5X's `runs/pretrain.gin`, which imports
-  `__main__ as train_script`: `t5x.train` stands in for `__main__` while the
-  file is parsed, as when T5X runs it.
+  """Returns TASK_FEATURE_LENGTHS and BATCH_SIZE as a gin file binds them.
 
   Args:
-    path: gin file, relative to the repository root (an experiment file, or
-      a run file after a model file).
+    path: an experiment gin file, relative to the repository root.
 
   Returns:
     (feature lengths, batch size).
   """
-  import gin  # pylint: disable=g-import-not-at-top
-  from t5x import train as train_script  # pylint: disable=g-import-not-at-top
-
-  main = sys.modules["__main__"]
-  sys.modules["__main__"] = train_script
-  try:
-    gin.clear_config()
-    gin.add_config_file_search_path(_REPO)
-    gin.parse_config_files_and_bindings([path], ["MODEL_DIR = 'unused'"])
-    lengths = gin.query_parameter("TASK_FEATURE_LENGTHS/macro.value")
-    batch = gin.query_parameter("BATCH_SIZE/macro.value")
-  finally:
-    sys.modules["__main__"] = main
-    gin.clear_config()
-  return dict(lengths), batch
+  settings = plan.load_gin([path], search_paths=[_REPO]).settings
+  lengths = {
+      "inputs": settings["inputs_length"],
+      "targets": settings["targets_length"],
+  }
+  return lengths, settings["batch_size"]
 
 
 def build_model(gin_file: str, bindings: tuple[str, ...] = ()):
-  """Builds the `MODEL` macro of a model gin file (no weights allocated).
-
-  Args:
-    gin_file: e.g. `gin/models/ankh3_large.gin`, relative to the repo root.
-    bindings: extra gin bindings, applied after the file.
-
-  Returns:
-    The `t5x.models.EncoderDecoderModel` the file configures.
-  """
-  import gin  # pylint: disable=g-import-not-at-top
-
-  gin.clear_config()
-  gin.add_config_file_search_path(_REPO)
-  gin.parse_config_files_and_bindings(
-      [gin_file], ["DROPOUT_RATE = 0.0", *bindings]
-  )
-  model = gin.query_parameter("MODEL/macro.value").scoped_configurable_fn()
-  gin.clear_config()
-  return model
+  """The `MODEL` of a model gin file (no weights allocated)."""
+  return checkpoints.load_model(gin_file, [_REPO], bindings)
 
 
 def batch_shapes(

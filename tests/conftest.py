@@ -33,3 +33,55 @@ def write_fasta(path, records, *, gz=False, newline="\n"):
   with opener(path, "wt", newline="") as f:
     f.write(text)
   return str(path)
+
+
+# A small Ankh3 for tests that need T5X: SwiGLU, untied, 64 buckets.
+SMALL_ANKH3 = dict(
+    vocab_size=256,
+    dtype="float32",
+    emb_dim=32,
+    num_heads=2,
+    num_encoder_layers=2,
+    num_decoder_layers=1,
+    head_dim=16,
+    mlp_dim=64,
+    mlp_activations=("silu", "linear"),
+    dropout_rate=0.0,
+    logits_via_embedding=False,
+)
+
+
+def small_ankh3_config(**overrides):
+  """`network.Ankh3Config` of `SMALL_ANKH3`, with overrides (needs T5X)."""
+  from ankh3_tasks import network  # pylint: disable=g-import-not-at-top
+
+  return network.Ankh3Config(**{**SMALL_ANKH3, **overrides})
+
+
+def small_ankh3_model(**overrides):
+  """A T5X `EncoderDecoderModel` of `small_ankh3_config(**overrides)`."""
+  from t5x import adafactor  # pylint: disable=g-import-not-at-top
+  from t5x import models  # pylint: disable=g-import-not-at-top
+
+  from ankh3_tasks import network  # pylint: disable=g-import-not-at-top
+  from ankh3_tasks import vocabularies  # pylint: disable=g-import-not-at-top
+
+  vocab = vocabularies.Ankh3Vocabulary()
+  return models.EncoderDecoderModel(
+      module=network.Transformer(small_ankh3_config(**overrides)),
+      input_vocabulary=vocab,
+      output_vocabulary=vocab,
+      optimizer_def=adafactor.Adafactor(),
+  )
+
+
+def init_params(model, seed=0):
+  """Random initial parameters of `model`."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+
+  return model.get_initial_variables(
+      jax.random.PRNGKey(seed),
+      {"encoder_input_tokens": (2, 24), "decoder_input_tokens": (2, 12)},
+      {"encoder_input_tokens": jnp.int32, "decoder_input_tokens": jnp.int32},
+  )["params"]

@@ -7,6 +7,9 @@ import sys
 import numpy as np
 import pytest
 
+from ankh3_tasks import checkpoints
+from conftest import small_ankh3_config
+
 pytestmark = pytest.mark.t5x
 
 torch = pytest.importorskip("torch", reason="needs torch")
@@ -17,25 +20,12 @@ _TOL = 1e-4
 
 
 def _config(**overrides):
-  from ankh3_tasks import network  # pylint: disable=g-import-not-at-top
-
-  settings = dict(
-      vocab_size=256,
-      dtype="float32",
-      emb_dim=32,
-      num_heads=2,
-      num_encoder_layers=2,
-      num_decoder_layers=2,
-      head_dim=16,
-      mlp_dim=64,
-      mlp_activations=("silu", "linear"),
-      dropout_rate=0.0,
-      logits_via_embedding=False,
-      relative_attention_num_buckets=64,
-      relative_attention_max_distance=128,
-  )
-  settings.update(overrides)
-  return network.Ankh3Config(**settings)
+  return small_ankh3_config(**{
+      "num_decoder_layers": 2,
+      "relative_attention_num_buckets": 64,
+      "relative_attention_max_distance": 128,
+      **overrides,
+  })
 
 
 def _t5x_params(config, seed=0):
@@ -207,7 +197,7 @@ def test_config_mismatch_names_the_field():
   with pytest.raises(ValueError, match="mlp_dim.*64.*128"):
     convert.check_config(_config(), _config(mlp_dim=128))
   _, found = convert.hf_to_t5x(_random_hf())
-  model = convert.model_from_gin("gin/models/ankh3_tiny.gin")
+  model = checkpoints.load_model("gin/models/ankh3_tiny.gin", [_REPO])
   with pytest.raises(ValueError, match="emb_dim"):
     convert.check_config(model.module.config, found)
 
@@ -216,7 +206,7 @@ def test_config_mismatch_names_the_field():
 def test_t5x_train_resumes_from_converted_hf_model(tmp_path):
   from ankh3_tasks import convert  # pylint: disable=g-import-not-at-top
 
-  model = convert.model_from_gin("gin/models/ankh3_tiny.gin")
+  model = checkpoints.load_model("gin/models/ankh3_tiny.gin", [_REPO])
   cfg = model.module.config
   torch.manual_seed(0)
   hf = transformers.T5ForConditionalGeneration(convert.hf_config(cfg)).eval()
@@ -265,8 +255,6 @@ def test_t5x_train_resumes_from_converted_hf_model(tmp_path):
   assert "checkpoint_0" in log and "Restor" in log, log[-3000:]
   assert (model_dir / "checkpoint_2").is_dir(), log[-3000:]
   # The trained parameters started from the converted ones.
-  from ankh3_tasks import checkpoints  # pylint: disable=g-import-not-at-top
-
   start = checkpoints.load_params(str(model_dir / "checkpoint_0"))
   params, _ = convert.hf_to_t5x(hf)
   np.testing.assert_array_equal(

@@ -7,6 +7,8 @@ import sys
 import numpy as np
 import pytest
 
+from conftest import init_params
+from conftest import small_ankh3_model
 from conftest import write_fasta
 
 pytestmark = pytest.mark.t5x
@@ -23,40 +25,8 @@ def _protein(length):
 @pytest.fixture(scope="module")
 def tiny():
   """A randomly initialised small Ankh3 and its params."""
-  import jax  # pylint: disable=g-import-not-at-top
-  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-  from t5x import adafactor  # pylint: disable=g-import-not-at-top
-  from t5x import models  # pylint: disable=g-import-not-at-top
-
-  from ankh3_tasks import network  # pylint: disable=g-import-not-at-top
-  from ankh3_tasks import vocabularies  # pylint: disable=g-import-not-at-top
-
-  vocab = vocabularies.Ankh3Vocabulary()
-  model = models.EncoderDecoderModel(
-      module=network.Transformer(
-          network.Ankh3Config(
-              vocab_size=256,
-              dtype=jnp.float32,
-              emb_dim=32,
-              num_heads=2,
-              num_encoder_layers=2,
-              num_decoder_layers=1,
-              head_dim=16,
-              mlp_dim=64,
-              mlp_activations=("silu", "linear"),
-              dropout_rate=0.0,
-              logits_via_embedding=False,
-          )
-      ),
-      input_vocabulary=vocab,
-      output_vocabulary=vocab,
-      optimizer_def=adafactor.Adafactor(),
-  )
-  params = model.get_initial_variables(
-      jax.random.PRNGKey(0),
-      {"encoder_input_tokens": (2, 24), "decoder_input_tokens": (2, 12)},
-      {"encoder_input_tokens": jnp.int32, "decoder_input_tokens": jnp.int32},
-  )["params"]
+  model = small_ankh3_model()
+  params = init_params(model)
   return model, params
 
 

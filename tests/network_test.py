@@ -3,49 +3,15 @@
 import numpy as np
 import pytest
 
+from conftest import SMALL_ANKH3
+from conftest import init_params
+from conftest import small_ankh3_model
+
 pytestmark = pytest.mark.t5x
 
 
-def _model(**overrides):
-  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-  from t5x import adafactor  # pylint: disable=g-import-not-at-top
-  from t5x import models  # pylint: disable=g-import-not-at-top
-
-  from ankh3_tasks import network  # pylint: disable=g-import-not-at-top
-  from ankh3_tasks import vocabularies  # pylint: disable=g-import-not-at-top
-
-  settings = dict(
-      vocab_size=256,
-      dtype=jnp.float32,
-      emb_dim=32,
-      num_heads=2,
-      num_encoder_layers=2,
-      num_decoder_layers=1,
-      head_dim=16,
-      mlp_dim=64,
-      mlp_activations=("silu", "linear"),
-      dropout_rate=0.0,
-      logits_via_embedding=False,
-  )
-  settings.update(overrides)
-  vocab = vocabularies.Ankh3Vocabulary()
-  return models.EncoderDecoderModel(
-      module=network.Transformer(network.Ankh3Config(**settings)),
-      input_vocabulary=vocab,
-      output_vocabulary=vocab,
-      optimizer_def=adafactor.Adafactor(),
-  )
-
-
-def _init(model):
-  import jax  # pylint: disable=g-import-not-at-top
-  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-
-  return model.get_initial_variables(
-      jax.random.PRNGKey(0),
-      {"encoder_input_tokens": (2, 24), "decoder_input_tokens": (2, 12)},
-      {"encoder_input_tokens": jnp.int32, "decoder_input_tokens": jnp.int32},
-  )["params"]
+_model = small_ankh3_model
+_init = init_params
 
 
 @pytest.mark.parametrize("buckets", [64, 32, 16])
@@ -73,21 +39,13 @@ def test_with_32_buckets_it_is_t5x_own_network(tied):
   # `network.Transformer`, with and without dropout: only the bucket count
   # is ours.
   import jax  # pylint: disable=g-import-not-at-top
-  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   from t5x.examples.t5 import network as t5_network  # pylint: disable=g-import-not-at-top
 
   from ankh3_tasks import network  # pylint: disable=g-import-not-at-top
 
   settings = dict(
-      vocab_size=256,
-      dtype=jnp.float32,
-      emb_dim=32,
-      num_heads=2,
-      num_encoder_layers=2,
+      SMALL_ANKH3,
       num_decoder_layers=2,
-      head_dim=16,
-      mlp_dim=64,
-      mlp_activations=("silu", "linear"),
       dropout_rate=0.1,
       logits_via_embedding=tied,
   )
