@@ -11,6 +11,18 @@ points to with `ANKH3_DATA_DIR`):
 
 each with splits `train` and `validation` and features `inputs` / `targets`.
 `register_ankh3_tasks` registers the same three for other files or settings.
+
+Held-out evaluation (`t5x.eval` with `gin/runs/ankh3_eval.gin`; the splits
+`validation`, and for `uniref50` also `test`):
+
+  ankh3_{dataset}_eval_denoise_15  [NLU] denoising at one masking rate:
+  ankh3_{dataset}_eval_denoise_20  15%, 20% and 30% (the paper's rates),
+  ankh3_{dataset}_eval_denoise_30  one task each
+  ankh3_{dataset}_eval_complete    [S2S] completion of the second half
+
+each scored by `metrics.TokenCrossEntropy`; `register_ankh3_eval_tasks` does
+the same for other files or rates. `mixtures` groups them as
+`ankh3_{dataset}_eval`.
 """
 
 from collections.abc import Callable, Sequence
@@ -19,6 +31,7 @@ from typing import Optional
 
 import seqio
 
+from ankh3_tasks import metrics
 from ankh3_tasks import preprocessors
 from ankh3_tasks import sources
 from ankh3_tasks import vocabularies
@@ -26,6 +39,7 @@ from ankh3_tasks import vocabularies
 DENOISE = "denoise"
 COMPLETE = "complete"
 MULTITASK = "multitask"
+EVAL = "eval"
 
 
 def output_features(
@@ -135,6 +149,131 @@ def register_ankh3_tasks(
   return registered
 
 
+def eval_task_names(
+    prefix: str,
+    noise_densities: Sequence[float] = preprocessors.DEFAULT_NOISE_DENSITIES,
+) -> dict[str, str]:
+  """Names of the evaluation tasks, by what they measure.
+
+  `eval_task_names("ankh3_sample")` -> `{"denoise_15":
+  "ankh3_sample_eval_denoise_15", "denoise_20": ..., "denoise_30": ...,
+  "complete": "ankh3_sample_eval_complete"}`.
+
+  Args:
+    prefix: task name prefix, e.g. `ankh3_sample`.
+    noise_densities: one denoising task per masking rate.
+
+  Returns:
+    Task names keyed by kind (`denoise_<percent>`, `complete`).
+
+  Raises:
+    ValueError: if two rates give the same name.
+  """
+  names = {}
+  for density in noise_densities:
+    # 0.15 -> "15", 0.125 -> "12p5": task names are identifiers.
+    kind = f"{DENOISE}_" + f"{round(density * 100, 4):g}".replace(".", "p")
+    if kind in names:
+      raise ValueError(
+          f"noise_densities {tuple(noise_densities)} name the task {kind} "
+          "twice; give each masking rate once."
+      )
+    names[kind] = f"{prefix}_{EVAL}_{kind}"
+  names[COMPLETE] = f"{prefix}_{EVAL}_{COMPLETE}"
+  return names
+
+
+def register_ankh3_eval_tasks(
+    prefix: str,
+    files_fn: Callable[[str], Sequence[str]],
+    *,
+    splits: Sequence[str] = ("validation",),
+    vocabulary: Optional[vocabularies.Ankh3Vocabulary] = None,
+    max_residues: Optional[int] = None,
+    eval_window: str = "start",
+    noise_densities: Sequence[float] = preprocessors.DEFAULT_NOISE_DENSITIES,
+    mean_noise_span_length: float = (
+        preprocessors.DEFAULT_MEAN_NOISE_SPAN_LENGTH
+    ),
+    split_fraction: float = preprocessors.DEFAULT_SPLIT_FRACTION,
+    **table_options,
+) -> dict[str, seqio.Task]:
+  """Registers one denoising task per masking rate and a completion task.
+
+  Each example is cropped like the training tasks' evaluation splits (no
+  random window) and masked with seqio's stateless seeds, so one dataset
+  seed (`utils.DatasetConfig.seed`) gives the same masks in every run.
+
+  Args:
+    prefix: task name prefix, e.g. `ankh3_sample`; names as
+      `eval_task_names` gives them.
+    files_fn: maps a split name to its protein files (read lazily).
+    splits: held-out split names.
+    vocabulary: defaults to the built-in Ankh3 table.
+    max_residues: crop proteins to this many residues (default: the run's
+      `inputs` length minus 2; see `register_ankh3_tasks`).
+    eval_window: crop window (`start`, `center`).
+    noise_densities: the masking rates, one task each.
+    mean_noise_span_length: mean residues per sentinel.
+    split_fraction: share of each protein given to the encoder in the
+      completion task.
+    **table_options: `sequence_column` / `id_column` for CSV/TSV/Parquet.
+
+  Returns:
+    The registered tasks keyed as `eval_task_names` keys them.
+
+  Raises:
+    ValueError: at once, for a bad setting (as `register_ankh3_tasks`).
+  """
+  vocabulary = vocabulary or vocabularies.Ankh3Vocabulary()
+  preprocessors.check_settings(
+      preprocessors.residue_budget(max_residues=max_residues),
+      noise_densities=noise_densities,
+      mean_noise_span_length=mean_noise_span_length,
+      split_fraction=split_fraction,
+      num_sentinels=vocabulary.num_sentinels,
+  )
+  source = sources.protein_source(files_fn, splits, (), **table_options)
+  names = eval_task_names(prefix, noise_densities)
+  objectives = {}
+  denoise_kinds = [kind for kind in names if kind != COMPLETE]
+  for density, kind in zip(noise_densities, denoise_kinds):
+    objectives[kind] = functools.partial(
+        preprocessors.denoise,
+        noise_densities=(density,),
+        mean_noise_span_length=mean_noise_span_length,
+        max_residues=max_residues,
+    )
+  objectives[COMPLETE] = functools.partial(
+      preprocessors.complete,
+      split_fraction=split_fraction,
+      max_residues=max_residues,
+  )
+  # Indexed by "is a denoising task".
+  decoded = (metrics.CompletionIdentity, metrics.MaskedResidueAccuracy)
+  registered = {}
+  for kind, objective in objectives.items():
+    seqio.TaskRegistry.remove(names[kind])
+    registered[kind] = seqio.TaskRegistry.add(
+        names[kind],
+        source=source,
+        output_features=output_features(vocabulary),
+        preprocessors=[
+            preprocessors.tokenize_sequence,
+            seqio.CacheDatasetPlaceholder(),
+            functools.partial(
+                preprocessors.crop_proteins,
+                max_residues=max_residues,
+                eval_window=eval_window,
+            ),
+            objective,
+            seqio.preprocessors.append_eos,
+        ],
+        metric_objs=[metrics.TokenCrossEntropy, decoded[kind != COMPLETE]],
+    )
+  return registered
+
+
 def _sample_files(split: str) -> Sequence[str]:
   return sources.SAMPLE_FILES[split]
 
@@ -145,3 +284,7 @@ def _uniref50_files(split: str) -> Sequence[str]:
 
 register_ankh3_tasks("ankh3_sample", _sample_files)
 register_ankh3_tasks("ankh3_uniref50", _uniref50_files)
+register_ankh3_eval_tasks("ankh3_sample", _sample_files)
+register_ankh3_eval_tasks(
+    "ankh3_uniref50", _uniref50_files, splits=("validation", "test")
+)

@@ -4,7 +4,6 @@ end to end with the tiny model (marker `t5x`; the end-to-end tests `slow`)."""
 import json
 import os
 import re
-import subprocess
 import sys
 
 import pytest
@@ -12,6 +11,7 @@ import pytest
 from ankh3_tasks import complete
 from ankh3_tasks import vocabularies
 
+from conftest import run_module
 from conftest import write_fasta
 
 pytestmark = pytest.mark.t5x
@@ -121,39 +121,8 @@ def test_to_fasta_decodes_ids_and_reports_other_tokens(tmp_path, capsys):
 # ------------------------------------------------------------- end to end
 
 
-def _run(module, *flags, cwd=REPO):
-  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-  run = subprocess.run(
-      [sys.executable, "-m", module, *flags],
-      cwd=cwd,
-      env=env,
-      capture_output=True,
-      text=True,
-      timeout=600,
-  )
-  assert run.returncode == 0, run.stderr[-5000:]
-  return run
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-  """A tiny checkpoint after 10 training steps."""
-  model_dir = tmp_path_factory.mktemp("tiny")
-  _run(
-      "t5x.train",
-      "--gin_file=gin/experiments/ankh3_tiny_sample.gin",
-      f'--gin.MODEL_DIR="{model_dir}"',
-      *(
-          f"--gin.{m}=10"
-          for m in ("TRAIN_STEPS", "CHECKPOINT_PERIOD", "EVAL_PERIOD")
-      ),
-      "--gin.STATS_PERIOD=10",
-  )
-  return model_dir / "checkpoint_10"
-
-
 def _complete(checkpoint, fasta, out, *bindings):
-  _run(
+  run_module(
       "t5x.infer",
       f"--gin_file={EXPERIMENT}",
       f'--gin.CHECKPOINT_PATH="{checkpoint}"',
@@ -162,7 +131,7 @@ def _complete(checkpoint, fasta, out, *bindings):
       *(f"--gin.{b}" for b in bindings),
   )
   output = out / "completed.fasta"
-  _run(
+  run_module(
       "ankh3_tasks.complete",
       "to_fasta",
       f"--predictions={out}",
@@ -176,7 +145,8 @@ def _complete(checkpoint, fasta, out, *bindings):
 
 
 @pytest.mark.slow
-def test_greedy_and_sampled_completion(checkpoint, tmp_path):
+def test_greedy_and_sampled_completion(tiny_checkpoint, tmp_path):
+  checkpoint = tiny_checkpoint
   fasta = _fasta(tmp_path / "in.fasta")
   greedy = _complete(checkpoint, fasta, tmp_path / "greedy")
   assert list(greedy) == list(PROTEINS)

@@ -3,12 +3,15 @@
 import gzip
 import importlib.util
 import os
+import subprocess
+import sys
 
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 _HAS_T5X = importlib.util.find_spec("t5x") is not None
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def pytest_collection_modifyitems(config, items):
@@ -85,3 +88,35 @@ def init_params(model, seed=0):
       {"encoder_input_tokens": (2, 24), "decoder_input_tokens": (2, 12)},
       {"encoder_input_tokens": jnp.int32, "decoder_input_tokens": jnp.int32},
   )["params"]
+
+
+def run_module(module, *flags, cwd=REPO):
+  """Runs `python -m module flags...`; fails the test with its stderr."""
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+  run = subprocess.run(
+      [sys.executable, "-m", module, *flags],
+      cwd=cwd,
+      env=env,
+      capture_output=True,
+      text=True,
+      timeout=600,
+  )
+  assert run.returncode == 0, run.stderr[-5000:]
+  return run
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory):
+  """A checkpoint of the embedded default after 10 steps (needs T5X)."""
+  model_dir = tmp_path_factory.mktemp("tiny")
+  run_module(
+      "t5x.train",
+      "--gin_file=gin/experiments/ankh3_tiny_sample.gin",
+      f'--gin.MODEL_DIR="{model_dir}"',
+      *(
+          f"--gin.{m}=10"
+          for m in ("TRAIN_STEPS", "CHECKPOINT_PERIOD", "EVAL_PERIOD")
+      ),
+      "--gin.STATS_PERIOD=10",
+  )
+  return model_dir / "checkpoint_10"

@@ -258,31 +258,9 @@ def test_cli_stops_on_duplicate_ids(tmp_path, fake_checkpoint):
     _cli(tmp_path, [("a/b", ["MK"]), ("a#b", ["MK"])])
 
 
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-  """A real checkpoint: 10 steps of the tiny experiment."""
-  model_dir = tmp_path_factory.mktemp("tiny")
-  command = [
-      sys.executable,
-      "-m",
-      "t5x.train",
-      "--gin_file=gin/experiments/ankh3_tiny_sample.gin",
-      f'--gin.MODEL_DIR="{model_dir}"',
-      "--gin.TRAIN_STEPS=10",
-      "--gin.CHECKPOINT_PERIOD=10",
-      "--gin.EVAL_PERIOD=10",
-      "--gin.STATS_PERIOD=10",
-  ]
-  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-  run = subprocess.run(
-      command, cwd=REPO, env=env, capture_output=True, text=True, timeout=900
-  )
-  assert run.returncode == 0, run.stderr[-5000:]
-  return model_dir / "checkpoint_10"
-
-
 @pytest.mark.slow
-def test_cli_on_a_real_checkpoint(checkpoint, tmp_path):
+def test_cli_on_a_real_checkpoint(tiny_checkpoint, tmp_path):
+  checkpoint = tiny_checkpoint
   from ankh3_tasks import checkpoints  # pylint: disable=g-import-not-at-top
   from ankh3_tasks import embed  # pylint: disable=g-import-not-at-top
 

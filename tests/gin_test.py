@@ -101,8 +101,13 @@ def test_every_shipped_gin_file_is_covered():
         )
   covered.add("gin/models/ankh3_base.gin")  # Included by every size file.
   # The t5x.infer files; tests/complete_test.py parses and runs them.
+  covered.update({
+      "gin/runs/ankh3_infer.gin",
+      "gin/experiments/ankh3_tiny_complete.gin",
+  })
+  # The t5x.eval files; tests/evaluate_test.py parses and runs them.
   covered.update(
-      {"gin/runs/ankh3_infer.gin", "gin/experiments/ankh3_tiny_complete.gin"}
+      {"gin/runs/ankh3_eval.gin", "gin/experiments/ankh3_tiny_eval.gin"}
   )
   assert shipped == covered
 
@@ -136,6 +141,13 @@ def test_gin_files_parse_and_bind(parse, name):
     assert isinstance(cfg, utils.DatasetConfig)
     assert cfg.mixture_or_task_name.startswith("ankh3_")
   assert resolve("train_eval/utils.DatasetConfig.split") == "validation"
+  # Large and XL evaluate each masking rate and completion on their own.
+  evaluated = resolve("train_script.train.train_eval_dataset_cfg")
+  assert evaluated.mixture_or_task_name == {
+      "tiny": "ankh3_sample_multitask",
+      "large": "ankh3_uniref50_eval",
+      "xl": "ankh3_uniref50_eval",
+  }.get(name, evaluated.mixture_or_task_name)
   assert isinstance(
       resolve("train_script.train.checkpoint_cfg"), utils.CheckpointConfig
   )

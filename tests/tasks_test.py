@@ -3,6 +3,7 @@
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import seqio
 import tensorflow as tf
@@ -127,3 +128,84 @@ def test_task_dataset_position_can_be_checkpointed(tmp_path):
   assert [next(restored)["inputs"].numpy().tolist() for _ in range(3)] == (
       expected
   )
+
+
+# ------------------------------------------------------------ evaluation
+
+
+EVAL_LENGTHS = {"inputs": 128, "targets": 80}
+
+
+def _eval_examples(name, seed=42):
+  ds = seqio.get_mixture_or_task(name).get_dataset(
+      EVAL_LENGTHS, split="validation", shuffle=False, seed=seed
+  )
+  return list(ds.as_numpy_iterator())
+
+
+@pytest.mark.parametrize("dataset", ["sample", "uniref50"])
+def test_eval_tasks_and_mixture_are_registered(dataset):
+  names = {
+      f"ankh3_{dataset}_eval_{kind}"
+      for kind in ("denoise_15", "denoise_20", "denoise_30", "complete")
+  }
+  mixture = seqio.get_mixture_or_task(f"ankh3_{dataset}_eval")
+  assert {t.name for t in mixture.tasks} == names
+  for task in mixture.tasks:
+    assert "train" not in task.splits
+    assert task.score_metric_fns == [] and task.metric_objs
+  if dataset == "uniref50":
+    assert "test" in mixture.tasks[0].splits
+
+
+@pytest.mark.parametrize("percent", [15, 20, 30])
+def test_eval_denoise_masks_its_rate_of_every_protein(percent):
+  vocab = vocabularies.Ankh3Vocabulary()
+  sentinels = set(vocab.sentinel_ids)
+  examples = _eval_examples(f"ankh3_sample_eval_denoise_{percent}")
+  assert len(examples) == 300  # The whole validation split.
+  for ex in examples:
+    inputs, targets = ex["inputs"].tolist(), ex["targets"].tolist()
+    assert inputs[0] == vocab.token_id(vocabularies.NLU)
+    residues = [t for t in inputs[1:-1] if t not in sentinels]
+    masked = [t for t in targets[:-1] if t not in sentinels]
+    length = len(residues) + len(masked)
+    # As the preprocessor computes it, in float32.
+    rounded = int(np.round(np.float32(percent / 100) * np.float32(length)))
+    expected = min(max(rounded, 1), max(length - 1, 1))
+    assert len(masked) == expected, (length, percent)
+
+
+def test_eval_masks_are_the_same_for_a_seed_and_new_for_another():
+  name = "ankh3_sample_eval_denoise_30"
+  first, again = _eval_examples(name), _eval_examples(name)
+  other = _eval_examples(name, seed=7)
+  assert all((a["targets"] == b["targets"]).all() for a, b in zip(first, again))
+  assert any(
+      a["targets"].shape != b["targets"].shape
+      or (a["targets"] != b["targets"]).any()
+      for a, b in zip(first, other)
+  )
+
+
+def test_eval_complete_gives_the_second_half():
+  vocab = vocabularies.Ankh3Vocabulary()
+  for ex in _eval_examples("ankh3_sample_eval_complete")[:50]:
+    inputs, targets = ex["inputs"].tolist(), ex["targets"].tolist()
+    assert inputs[0] == vocab.token_id(vocabularies.S2S)
+    prefix, rest = inputs[1:-1], targets[:-1]
+    assert len(prefix) == (len(prefix) + len(rest)) // 2
+    residue_ids = {vocab.token_id(r) for r in vocabularies.RESIDUES}
+    assert set(prefix + rest) <= residue_ids
+
+
+def test_eval_task_names_and_duplicate_rates():
+  from ankh3_tasks import tasks  # pylint: disable=g-import-not-at-top
+
+  assert tasks.eval_task_names("p", (0.125, 0.3)) == {
+      "denoise_12p5": "p_eval_denoise_12p5",
+      "denoise_30": "p_eval_denoise_30",
+      "complete": "p_eval_complete",
+  }
+  with pytest.raises(ValueError, match="denoise_15 twice"):
+    tasks.eval_task_names("p", (0.15, 0.15))

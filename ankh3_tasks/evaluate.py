@@ -1,0 +1,181 @@
+r"""The results of `t5x.eval` with `gin/runs/ankh3_eval.gin`, as one table.
+
+  python -m ankh3_tasks.evaluate EVAL_OUTPUT_DIR [--step=N] [--json=FILE]
+
+T5X writes the evaluation in two places (see `gin/runs/ankh3_eval.gin`):
+
+  inference_eval/<task>-metrics.jsonl  seqio, the whole split: the cross
+                                       entropy per target token, perplexity,
+                                       and from greedy decodes the share of
+                                       masked residues / of the continuation
+                                       right (ankh3_tasks/metrics.py)
+  training_eval/<task>/events.*        T5X's training evaluator, teacher-
+                                       forced: token accuracy, and losses
+
+This reads both and prints one row per task, e.g. for the tiny model after
+300 steps:
+
+  | task | step | token accuracy | cross entropy / token | perplexity | ...
+  | ankh3_sample_eval_denoise_15 | 300 | 0.5595 | 1.4296 | 4.177 | ...
+
+`token accuracy` is the share of target ids (`</s>` and sentinels included)
+the model ranks first given the true previous ids. `--json` writes the same
+rows as a list of objects. By default the latest step evaluated is shown.
+"""
+
+import argparse
+from collections.abc import Sequence
+import json
+import os
+import sys
+from typing import Any, Optional
+
+import tensorflow as tf
+
+INFERENCE_EVAL = "inference_eval"
+TRAINING_EVAL = "training_eval"
+# From the training evaluator, by the name the table gives them.
+TRAINING_METRICS = {
+    "accuracy": "token_accuracy",
+    "cross_ent_loss_per_all_target_tokens": "_cross_ent_per_all_tokens",
+    "non_padding_fraction/loss_weights": "_non_padding_fraction",
+    "timing/seqs": "teacher_forced_examples",
+}
+COLUMNS = (
+    ("task", "task"),
+    ("step", "step"),
+    ("token_accuracy", "token accuracy"),
+    ("cross_entropy_per_token", "cross entropy / token"),
+    ("perplexity", "perplexity"),
+    ("teacher_forced_cross_entropy", "teacher-forced cross entropy"),
+    ("masked_residue_accuracy", "masked residues right (greedy)"),
+    ("completion_identity", "completion identity (greedy)"),
+    ("num_examples", "examples"),
+    ("teacher_forced_examples", "teacher-forced examples"),
+)
+
+
+def read_inference_eval(eval_dir: str) -> dict[tuple[str, int], dict]:
+  """Returns seqio's metrics keyed by (task, step)."""
+  results = {}
+  pattern = os.path.join(eval_dir, INFERENCE_EVAL, "*-metrics.jsonl")
+  for path in tf.io.gfile.glob(pattern):
+    task = os.path.basename(path)[: -len("-metrics.jsonl")]
+    with tf.io.gfile.GFile(path) as f:
+      for line_number, line in enumerate(f, 1):
+        if not line.strip():
+          continue
+        try:
+          row = json.loads(line)
+          step = int(row.pop("step"))
+        except (ValueError, KeyError) as e:
+          raise ValueError(
+              f"{path} line {line_number}: not a seqio metrics line ({e})."
+          ) from e
+        results[(task, step)] = row
+  return results
+
+
+def read_training_eval(eval_dir: str) -> dict[tuple[str, int], dict]:
+  """Returns the training evaluator's scalars keyed by (task, step)."""
+  results = {}
+  for task_dir in tf.io.gfile.glob(os.path.join(eval_dir, TRAINING_EVAL, "*")):
+    task = os.path.basename(task_dir)
+    for path in sorted(tf.io.gfile.glob(os.path.join(task_dir, "events.*"))):
+      for record in tf.data.TFRecordDataset(path):
+        event = tf.compat.v1.Event.FromString(record.numpy())
+        for value in event.summary.value:
+          if value.tag not in TRAINING_METRICS:
+            continue
+          if value.HasField("tensor"):
+            number = float(tf.make_ndarray(value.tensor))
+          else:
+            number = float(value.simple_value)
+          row = results.setdefault((task, int(event.step)), {})
+          row[TRAINING_METRICS[value.tag]] = number
+  return results
+
+
+def table_rows(eval_dir: str, step: Optional[int] = None) -> list[dict]:
+  """Returns one row per task at `step` (default: the latest step).
+
+  Raises:
+    FileNotFoundError: if `eval_dir` holds no results (at that step).
+  """
+  inference = read_inference_eval(eval_dir)
+  training = read_training_eval(eval_dir)
+  steps = {s for _, s in inference} | {s for _, s in training}
+  if not steps:
+    raise FileNotFoundError(
+        f"No evaluation results in {eval_dir}: expected {INFERENCE_EVAL}/"
+        f"*-metrics.jsonl or {TRAINING_EVAL}/<task>/events.* from t5x.eval."
+    )
+  if step is None:
+    step = max(steps)
+  elif step not in steps:
+    raise FileNotFoundError(
+        f"No results for step {step} in {eval_dir}; steps: {sorted(steps)}."
+    )
+  tasks = sorted(
+      {t for t, s in inference if s == step}
+      | {t for t, s in training if s == step}
+  )
+  rows = []
+  for task in tasks:
+    row: dict[str, Any] = {"task": task, "step": step}
+    row.update(inference.get((task, step), {}))
+    row.update(training.get((task, step), {}))
+    # T5X divides by every target position, padding included.
+    per_all = row.pop("_cross_ent_per_all_tokens", None)
+    fraction = row.pop("_non_padding_fraction", None)
+    if per_all is not None and fraction:
+      row["teacher_forced_cross_entropy"] = per_all / fraction
+    rows.append(row)
+  return rows
+
+
+def _cell(value: Any) -> str:
+  if value is None:
+    return "-"
+  if isinstance(value, float):
+    if value.is_integer() and abs(value) >= 1:
+      return str(int(value))
+    return f"{value:.4f}"
+  return str(value)
+
+
+def markdown(rows: Sequence[dict]) -> str:
+  """Formats `table_rows` as a Markdown table."""
+  lines = [
+      "| " + " | ".join(title for _, title in COLUMNS) + " |",
+      "|" + "|".join("---" for _ in COLUMNS) + "|",
+  ]
+  for row in rows:
+    cells = (_cell(row.get(key)) for key, _ in COLUMNS)
+    lines.append("| " + " | ".join(cells) + " |")
+  return "\n".join(lines)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+  parser = argparse.ArgumentParser(
+      prog="python -m ankh3_tasks.evaluate",
+      description="Print the results of t5x.eval (gin/runs/ankh3_eval.gin).",
+  )
+  parser.add_argument("eval_dir", help="t5x.eval's EVAL_OUTPUT_DIR.")
+  parser.add_argument("--step", type=int, help="default: the latest.")
+  parser.add_argument("--json", help="also write the rows to this file.")
+  args = parser.parse_args(argv)
+  try:
+    rows = table_rows(args.eval_dir, args.step)
+  except (FileNotFoundError, ValueError) as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 1
+  print(markdown(rows))
+  if args.json:
+    with tf.io.gfile.GFile(args.json, "w") as f:
+      json.dump(rows, f, indent=2)
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
