@@ -1,0 +1,1 @@
+"""Frozen-embedding downstream benchmark (the paper's ConvBERT evaluation)."""

@@ -1,0 +1,269 @@
+r"""The paper's downstream benchmark on frozen embeddings, from the shell.
+
+From a checkpoint (embeds every sequence of the tasks first; needs T5X):
+
+  python -m ankh3_tasks.benchmark --tasks=all --data_dir=bench/ \
+    --checkpoint=MODEL_DIR/checkpoint_N --gin_file=gin/models/ankh3_large.gin \
+    --task_tokens=NLU,S2S --output_dir=results/
+
+From embeddings the embed command wrote (`LABEL=PATH`, one per setting):
+
+  python -m ankh3_tasks.benchmark --tasks=ssp3 --data_dir=bench/ \
+    --write_fasta=ssp.fasta          # every distinct sequence, once
+  python -m ankh3_tasks.embed --checkpoint=... --gin_file=... \
+    --input=ssp.fasta --output=nlu.npz --task_token=NLU
+  python -m ankh3_tasks.benchmark --tasks=ssp3 --data_dir=bench/ \
+    --embeddings=NLU=nlu.npz --output_dir=results/
+
+Writes to `--output_dir`: `results.md` (the table, in the layout of the
+paper's Table 5 with published numbers beside ours), `results.json` (the
+table, every seed's history and test metrics, and the settings),
+`learning_curves.png`, and `embeddings_<TOKEN>.npz` when it embedded.
+Every setting of the protocol is a flag whose default is the paper's
+(Ankh3, Table 4). `--data_dir` holds the files as
+`ankh3_tasks/benchmark/datasets.py` `DEFAULT_FILES` names them; see
+docs/benchmark.md.
+"""
+
+import argparse
+from collections.abc import Sequence
+import dataclasses
+import json
+import os
+import sys
+import time
+from typing import Any, Optional
+
+from ankh3_tasks.benchmark import convbert
+from ankh3_tasks.benchmark import datasets
+from ankh3_tasks.benchmark import harness
+from ankh3_tasks.benchmark import report
+from ankh3_tasks.benchmark import train
+
+
+def _ints(text: str) -> tuple[int, ...]:
+  return tuple(int(x) for x in text.split(",") if x.strip())
+
+
+def _parse_args(argv: Sequence[str]) -> argparse.Namespace:
+  parser = argparse.ArgumentParser(
+      prog="python -m ankh3_tasks.benchmark",
+      description=(
+          "Trains ConvBERT heads on frozen Ankh3 embeddings and scores the "
+          "paper's downstream tasks."
+      ),
+  )
+  parser.add_argument(
+      "--tasks",
+      default="all",
+      help=f"comma-separated, of {sorted(datasets.TASKS)}, or all",
+  )
+  parser.add_argument("--data_dir", required=True)
+  parser.add_argument("--output_dir", help="required unless --write_fasta")
+  parser.add_argument(
+      "--write_fasta",
+      help="write the tasks' distinct sequences to this FASTA and stop",
+  )
+  source = parser.add_argument_group("embeddings")
+  source.add_argument(
+      "--embeddings",
+      action="append",
+      default=[],
+      help="LABEL=PATH (.npz/.h5 of the embed command); repeat per setting",
+  )
+  source.add_argument("--checkpoint", help="embed with this checkpoint")
+  source.add_argument("--gin_file", help="model gin file (with --checkpoint)")
+  source.add_argument("--gin_search_paths", default="")
+  source.add_argument("--task_tokens", default="NLU,S2S")
+  source.add_argument("--embed_batch_size", type=int, default=8)
+  source.add_argument("--max_length", type=int, default=512)
+  parser.add_argument("--model_name", default="ours", help="table label")
+
+  head = parser.add_argument_group("head (paper: Table 4)")
+  defaults = convbert.HeadConfig()
+  head.add_argument("--num_layers", type=int, default=defaults.num_layers)
+  head.add_argument("--num_heads", type=int, default=defaults.num_heads)
+  head.add_argument(
+      "--ffn_ratio",
+      type=float,
+      default=defaults.ffn_ratio,
+      help="feed-forward dim / embedding dim",
+  )
+  head.add_argument("--dropout", type=float, default=defaults.dropout)
+  head.add_argument("--kernel_size", type=int, default=defaults.kernel_size)
+  head.add_argument(
+      "--pooling", default=defaults.pooling, choices=("max", "avg")
+  )
+  training = parser.add_argument_group("training (paper: Table 4)")
+  t = train.TrainConfig()
+  training.add_argument("--learning_rate", type=float, default=t.learning_rate)
+  training.add_argument("--warmup_steps", type=int, default=t.warmup_steps)
+  training.add_argument("--epochs", type=int, default=t.epochs)
+  training.add_argument("--batch_size", type=int, default=t.batch_size)
+  training.add_argument(
+      "--grad_accumulation", type=int, default=t.grad_accumulation
+  )
+  training.add_argument("--weight_decay", type=float, default=t.weight_decay)
+  training.add_argument(
+      "--seeds", type=_ints, default=t.seeds, help="comma-separated"
+  )
+  parser.add_argument(
+      "--published_models",
+      default=",".join(report.DEFAULT_PUBLISHED),
+      help="published columns (comma-separated model names, or all)",
+  )
+  parser.add_argument("--no_progress", action="store_true")
+  args = parser.parse_args(argv)
+  if not args.write_fasta and not args.output_dir:
+    parser.error("--output_dir is required (or --write_fasta).")
+  if not args.write_fasta and bool(args.embeddings) == bool(args.checkpoint):
+    parser.error("give --embeddings or --checkpoint (with --gin_file).")
+  if args.checkpoint and not args.gin_file:
+    parser.error("--checkpoint needs --gin_file.")
+  return args
+
+
+def _task_names(text: str) -> list[str]:
+  names = sorted(datasets.TASKS) if text == "all" else text.split(",")
+  unknown = [n for n in names if n not in datasets.TASKS]
+  if unknown:
+    raise ValueError(
+        f"Unknown tasks {unknown}; tasks: {sorted(datasets.TASKS)} or all."
+    )
+  return names
+
+
+def _settings(args: argparse.Namespace, data: dict) -> dict[str, str]:
+  """Setting label -> embeddings file, embedding first if needed."""
+  if args.embeddings:
+    settings = {}
+    for item in args.embeddings:
+      label, sep, path = item.partition("=")
+      if not sep:
+        label, path = os.path.splitext(os.path.basename(item))[0], item
+      settings[label] = path
+    return settings
+  from ankh3_tasks import embed  # pylint: disable=g-import-not-at-top
+
+  fasta = os.path.join(args.output_dir, "sequences.fasta")
+  count = harness.write_fasta(data.values(), fasta)
+  print(f"embedding {count} distinct sequences")
+  settings = {}
+  for token in args.task_tokens.split(","):
+    path = os.path.join(args.output_dir, f"embeddings_{token}.npz")
+    embed.main([
+        f"--checkpoint={args.checkpoint}",
+        f"--gin_file={args.gin_file}",
+        f"--gin_search_paths={args.gin_search_paths}",
+        f"--input={fasta}",
+        f"--output={path}",
+        f"--task_token={token}",
+        f"--batch_size={args.embed_batch_size}",
+        f"--max_length={args.max_length}",
+    ])
+    settings[token] = path
+  return settings
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+  """Runs the command line; returns the exit status."""
+  args = _parse_args(sys.argv[1:] if argv is None else argv)
+  data = {
+      name: datasets.load_task(name, args.data_dir)
+      for name in _task_names(args.tasks)
+  }
+  for name, splits in data.items():
+    sizes = ", ".join(
+        [f"train {len(splits['train'])}", f"valid {len(splits['valid'])}"]
+        + [f"{k} {len(v)}" for k, v in splits["test"].items()]
+    )
+    print(f"{name}: {sizes}")
+  if args.write_fasta:
+    count = harness.write_fasta(data.values(), args.write_fasta)
+    print(f"wrote {count} distinct sequences to {args.write_fasta}")
+    return 0
+
+  os.makedirs(args.output_dir, exist_ok=True)
+  head_config = convbert.HeadConfig(
+      num_layers=args.num_layers,
+      num_heads=args.num_heads,
+      ffn_ratio=args.ffn_ratio,
+      dropout=args.dropout,
+      attention_dropout=args.dropout,
+      kernel_size=args.kernel_size,
+      pooling=args.pooling,
+  )
+  train_config = train.TrainConfig(
+      learning_rate=args.learning_rate,
+      warmup_steps=args.warmup_steps,
+      epochs=args.epochs,
+      batch_size=args.batch_size,
+      grad_accumulation=args.grad_accumulation,
+      weight_decay=args.weight_decay,
+      seeds=args.seeds,
+  )
+  results: dict[str, dict[str, Any]] = {}
+  for setting, path in _settings(args, data).items():
+    store = harness.EmbeddingStore(path)
+    try:
+      for name, splits in data.items():
+        begin = time.time()
+        print(f"{setting} {name}: seeds {list(args.seeds)}")
+        result = harness.run_task(
+            name,
+            splits,
+            store,
+            head_config=head_config,
+            train_config=train_config,
+            progress=not args.no_progress,
+        )
+        result["seconds"] = time.time() - begin
+        results.setdefault(setting, {})[name] = result
+        for test_set, by_metric in result["summary"].items():
+          for metric, s in by_metric.items():
+            print(f"  {test_set} {metric}: {s['mean']:.4f} ± {s['std']:.4f}")
+    finally:
+      store.close()
+
+  published_models = args.published_models.split(",")
+  result_table = report.table(
+      results,
+      model_name=args.model_name,
+      published_models=published_models,
+  )
+  text = report.markdown(result_table)
+  with open(os.path.join(args.output_dir, "results.md"), "w") as f:
+    f.write(text)
+  with open(os.path.join(args.output_dir, "results.json"), "w") as f:
+    json.dump(
+        {
+            "model_name": args.model_name,
+            "settings": _settings_paths(args),
+            "head_config": dataclasses.asdict(head_config),
+            "train_config": dataclasses.asdict(train_config),
+            "table": result_table,
+            "results": results,
+        },
+        f,
+        indent=1,
+        default=float,
+    )
+  report.plot_learning_curves(
+      results, os.path.join(args.output_dir, "learning_curves.png")
+  )
+  print(text)
+  print(
+      "wrote results.md, results.json, learning_curves.png to"
+      f" {args.output_dir}"
+  )
+  return 0
+
+
+def _settings_paths(args: argparse.Namespace) -> Any:
+  if args.embeddings:
+    return args.embeddings
+  return {"checkpoint": args.checkpoint, "task_tokens": args.task_tokens}
+
+
+if __name__ == "__main__":
+  sys.exit(main())

@@ -1,0 +1,261 @@
+"""Runs benchmark tasks on frozen embeddings: seeds, test sets, summaries.
+
+  data = datasets.load_task("ssp3", "bench/")
+  store = harness.EmbeddingStore("emb_nlu.npz")
+  result = harness.run_task("ssp3", data, store)
+  result["summary"]["casp12"]["accuracy"]   # {"mean", "std", "values"}
+
+Embeddings are looked up by sequence, not by record id: `sequence_key`
+names each distinct sequence, `write_fasta` writes every distinct sequence of
+some tasks under that name, and `python -m ankh3_tasks.embed` on that file
+gives the store (`python -m ankh3_tasks.benchmark` does both when given a
+checkpoint). A sequence shared by two tasks or splits is embedded once.
+"""
+
+from collections.abc import Iterable, Mapping, Sequence
+import hashlib
+import math
+from typing import Any, Optional
+
+import numpy as np
+import tensorflow as tf
+
+from ankh3_tasks.benchmark import convbert
+from ankh3_tasks.benchmark import datasets
+from ankh3_tasks.benchmark import metrics
+from ankh3_tasks.benchmark import train
+
+# The metric of the validation set that picks the best epoch, by task metric.
+# Contacts: precision at L over pairs at least 6 apart (the paper's metric).
+SELECTION_METRIC = {
+    "accuracy": "accuracy",
+    "spearman": "spearman",
+    "contact": "precision_at_l",
+}
+# Embeddings kept in memory, at most (bytes); the rest is read from the file
+# each time it is needed.
+DEFAULT_CACHE_BYTES = 16 * 2**30
+
+
+def sequence_key(sequence: str) -> str:
+  """The record id of a sequence in the benchmark's FASTA and embeddings.
+
+  `sequence_key("MKTAYIAK")` -> `"seq_"` + the first 24 hex digits of the
+  SHA-256 of the sequence: the same sequence always gets the same key.
+  """
+  return "seq_" + hashlib.sha256(sequence.encode("ascii")).hexdigest()[:24]
+
+
+def _all_examples(data: Mapping[str, Any]) -> Iterable[datasets.Example]:
+  yield from data["train"]
+  yield from data["valid"]
+  for examples in data["test"].values():
+    yield from examples
+
+
+def write_fasta(tasks_data: Iterable[Mapping[str, Any]], path: str) -> int:
+  """Writes each distinct sequence of the tasks once; returns how many."""
+  seen = set()
+  with tf.io.gfile.GFile(path, "w") as f:
+    for data in tasks_data:
+      for example in _all_examples(data):
+        key = sequence_key(example.sequence)
+        if key not in seen:
+          seen.add(key)
+          f.write(f">{key}\n{example.sequence}\n")
+  return len(seen)
+
+
+class EmbeddingStore:
+  """Per-residue embeddings from the embed command's output, by sequence.
+
+  Reads `.npz` lazily (one array per access) and `.h5` through h5py; keeps
+  arrays in memory up to `cache_bytes`.
+  """
+
+  def __init__(self, path: str, cache_bytes: int = DEFAULT_CACHE_BYTES):
+    self.path = path
+    if path.endswith(".npz"):
+      self._file = np.load(path, allow_pickle=False)
+      self._names = set(self._file.files)
+    elif path.endswith((".h5", ".hdf5")):
+      import h5py  # pylint: disable=g-import-not-at-top
+
+      self._file = h5py.File(path, "r")
+      self._names = {
+          f"per_residue/{k}" for k in self._file.get("per_residue", {})
+      }
+    else:
+      raise ValueError(f"{path}: embeddings must be an .npz or .h5 file.")
+    self._cache = {}
+    self._cache_bytes = cache_bytes
+    self._cached_bytes = 0
+    self._width = None
+
+  def __contains__(self, sequence: str) -> bool:
+    return f"per_residue/{sequence_key(sequence)}" in self._names
+
+  def get(self, example: datasets.Example) -> np.ndarray:
+    """Returns float32 [L, D] for the example's sequence.
+
+    Raises:
+      KeyError: if the file has no embedding of the sequence, naming the
+        example.
+      ValueError: if the embedding has another number of rows than the
+        sequence has residues.
+    """
+    key = sequence_key(example.sequence)
+    if key in self._cache:
+      return self._cache[key]
+    name = f"per_residue/{key}"
+    if name not in self._names:
+      raise KeyError(
+          f"{self.path} has no embedding of {example.id} ({key}, "
+          f"{len(example.sequence)} residues): embed the FASTA that "
+          "`python -m ankh3_tasks.benchmark --write_fasta` writes, with the "
+          "default --long=chunk."
+      )
+    array = np.asarray(self._file[name], dtype=np.float32)
+    if array.ndim != 2 or len(array) != len(example.sequence):
+      raise ValueError(
+          f"{self.path}: the embedding of {example.id} ({key}) has shape "
+          f"{array.shape}, but the sequence has {len(example.sequence)} "
+          "residues."
+      )
+    if self._cached_bytes + array.nbytes <= self._cache_bytes:
+      self._cache[key] = array
+      self._cached_bytes += array.nbytes
+    return array
+
+  def close(self) -> None:
+    self._file.close()
+
+
+class Pairs(Sequence):
+  """(embedding, label) pairs of examples, each embedding read on access."""
+
+  def __init__(
+      self, examples: Sequence[datasets.Example], store: EmbeddingStore
+  ):
+    self._examples = list(examples)
+    self._store = store
+
+  def __len__(self) -> int:
+    return len(self._examples)
+
+  def __getitem__(self, i):
+    if isinstance(i, slice):
+      return [self[j] for j in range(*i.indices(len(self)))]
+    example = self._examples[i]
+    return self._store.get(example), example.label
+
+
+def check_embeddings(
+    data: Mapping[str, Any], store: EmbeddingStore, task: str
+) -> None:
+  """Fails before training if any sequence of the task has no embedding."""
+  missing = [e for e in _all_examples(data) if e.sequence not in store]
+  if missing:
+    shown = ", ".join(e.id for e in missing[:5])
+    raise KeyError(
+        f"{store.path} lacks the embeddings of {len(missing)} sequences of "
+        f"{task} (e.g. {shown}); write them with --write_fasta and embed "
+        "that file."
+    )
+
+
+def summarize(values: Sequence[float]) -> dict[str, Any]:
+  """Mean and sample standard deviation (n - 1; 0 for one value)."""
+  finite = [v for v in values if not math.isnan(v)]
+  if not finite:
+    return {"mean": float("nan"), "std": float("nan"), "values": list(values)}
+  std = float(np.std(finite, ddof=1)) if len(finite) > 1 else 0.0
+  return {"mean": float(np.mean(finite)), "std": std, "values": list(values)}
+
+
+def run_task(
+    task: str,
+    data: Mapping[str, Any],
+    store: EmbeddingStore,
+    *,
+    head_config: Optional[convbert.HeadConfig] = None,
+    train_config: Optional[train.TrainConfig] = None,
+    seeds: Optional[Sequence[int]] = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+  """Trains a head per seed and scores every test set.
+
+  Args:
+    task: a key of `datasets.TASKS`.
+    data: `datasets.load_task(task, ...)`.
+    store: embeddings of every sequence of `data`.
+    head_config: the head (the paper's if None).
+    train_config: the training (the paper's if None).
+    seeds: defaults to `train_config.seeds` (7, 0, 42).
+    progress: progress bars per epoch.
+
+  Returns:
+    `{"task", "seeds": [{"seed", "best_epoch", "best_valid_metric",
+    "history", "test": {TEST_SET: {METRIC: value}}}], "summary": {TEST_SET:
+    {METRIC: {"mean", "std", "values"}}}, "sizes": {split: proteins}}`.
+  """
+  spec = datasets.TASKS[task]
+  head_config = head_config or convbert.HeadConfig()
+  train_config = train_config or train.TrainConfig()
+  seeds = tuple(train_config.seeds if seeds is None else seeds)
+  check_embeddings(data, store, task)
+  selection = SELECTION_METRIC[spec.metric]
+
+  def valid_metric(predictions, labels):
+    return metrics.compute(spec.metric, predictions, labels)[selection]
+
+  train_pairs = Pairs(data["train"], store)
+  valid_pairs = Pairs(data["valid"], store)
+  runs = []
+  for seed in seeds:
+    fit = train.fit(
+        spec.kind,
+        spec.num_outputs,
+        train_pairs,
+        valid_pairs,
+        metric_fn=valid_metric,
+        head_config=head_config,
+        train_config=train_config,
+        seed=seed,
+        progress=progress,
+    )
+    test = {}
+    for name, examples in data["test"].items():
+      predictions = train.predict(
+          spec.kind,
+          fit.params,
+          Pairs(examples, store),
+          head_config,
+          batch_size=train_config.eval_batch_size,
+          pad_multiple=train_config.pad_multiple,
+      )
+      test[name] = metrics.compute(
+          spec.metric, predictions, [e.label for e in examples]
+      )
+    runs.append({
+        "seed": seed,
+        "best_epoch": fit.best_epoch,
+        "best_valid_metric": fit.best_valid_metric,
+        "history": fit.history,
+        "test": test,
+    })
+  summary = {}
+  for name in data["test"]:
+    summary[name] = {
+        metric: summarize([run["test"][name][metric] for run in runs])
+        for metric in runs[0]["test"][name]
+    }
+  sizes = {"train": len(data["train"]), "valid": len(data["valid"])}
+  sizes.update({f"test/{k}": len(v) for k, v in data["test"].items()})
+  return {
+      "task": task,
+      "selection_metric": selection,
+      "seeds": runs,
+      "summary": summary,
+      "sizes": sizes,
+  }

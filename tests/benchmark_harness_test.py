@@ -1,0 +1,308 @@
+"""Tests of the benchmark harness, its report and its command line, on
+small synthetic tasks whose labels are a known function of the sequence."""
+
+import csv
+import json
+import math
+import os
+
+import numpy as np
+import pytest
+
+from ankh3_tasks.benchmark import __main__ as cli
+from ankh3_tasks.benchmark import datasets
+from ankh3_tasks.benchmark import harness
+from ankh3_tasks.benchmark import report
+
+from conftest import REPO
+
+AMINO = "ACDEFGHIKLMNPQRSTVWY"
+# Secondary structure as a function of the residue: H, E or C.
+HELIX, STRAND = set("AELMQKRH"), set("VIYFWT")
+# Fluorescence: the share of these residues in a protein.
+HYDROPHOBIC = "AILMFVW"
+
+
+def _state(residue):
+  return "H" if residue in HELIX else "E" if residue in STRAND else "C"
+
+
+def _embedding(sequence, rng, dim=24):
+  """One-hot residue identity plus noise: what a pLM would encode, at best."""
+  x = rng.normal(0, 0.1, (len(sequence), dim)).astype(np.float32)
+  for i, residue in enumerate(sequence):
+    x[i, AMINO.index(residue)] += 1.0
+  return x
+
+
+def _write_csv(path, header, rows):
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  with open(path, "w", newline="") as f:
+    writer = csv.writer(f)
+    writer.writerow(header)
+    writer.writerows(rows)
+
+
+def _ss_rows(rng, n):
+  rows = []
+  for _ in range(n):
+    sequence = "".join(rng.choice(list(AMINO), rng.integers(20, 60)))
+    dssp3 = "".join(_state(r) for r in sequence)
+    dssp8 = "".join("GHIBESTC"[AMINO.index(r) % 8] for r in sequence)
+    disorder = " ".join("1.0" for _ in sequence)
+    rows.append([sequence, dssp3, dssp8, disorder])
+  return rows
+
+
+def _fluorescence_rows(rng, n):
+  """Value: the share of hydrophobic residues (what average pooling sees)."""
+  rows = []
+  hydrophobic = list(HYDROPHOBIC)
+  polar = [a for a in AMINO if a not in HYDROPHOBIC]
+  for _ in range(n):
+    share = rng.uniform(0.1, 0.9)
+    sequence = [
+        rng.choice(hydrophobic) if rng.random() < share else rng.choice(polar)
+        for _ in range(rng.integers(20, 50))
+    ]
+    value = np.mean([r in HYDROPHOBIC for r in sequence])
+    rows.append(["".join(sequence), f"{value + rng.normal(0, 0.01):.4f}"])
+  return rows
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory):
+  """A data directory in the public layouts and an embeddings file."""
+  root = tmp_path_factory.mktemp("bench")
+  rng = np.random.default_rng(0)
+  ss = ["input", "dssp3", "dssp8", "disorder"]
+  _write_csv(
+      str(root / "secondary_structure/training_hhblits.csv"),
+      ss,
+      _ss_rows(rng, 80),
+  )
+  for name in ("CASP12", "CASP14"):
+    _write_csv(
+        str(root / f"secondary_structure/{name}.csv"), ss, _ss_rows(rng, 12)
+    )
+  for split, n in (("train", 120), ("valid", 24), ("test", 48)):
+    _write_csv(
+        str(root / f"fluorescence/fluorescence_{split}.csv"),
+        ["primary", "log_fluorescence"],
+        _fluorescence_rows(rng, n),
+    )
+  fasta = root / "all.fasta"
+  assert (
+      cli.main([
+          "--tasks=ssp3,fluorescence",
+          f"--data_dir={root}",
+          f"--write_fasta={fasta}",
+      ])
+      == 0
+  )
+  arrays = {}
+  lines = fasta.read_text().split()
+  for header, sequence in zip(lines[::2], lines[1::2]):
+    arrays[f"per_residue/{header[1:]}"] = _embedding(sequence, rng)
+  np.savez(root / "emb.npz", **arrays)
+  return root
+
+
+SMALL = [
+    "--epochs=8",
+    "--warmup_steps=2",
+    "--grad_accumulation=2",
+    "--seeds=7,0",
+    "--no_progress",
+]
+
+
+def _run(bench, out, *flags):
+  assert (
+      cli.main([
+          "--tasks=ssp3,fluorescence",
+          f"--data_dir={bench}",
+          f"--embeddings=NLU={bench / 'emb.npz'}",
+          f"--output_dir={out}",
+          *SMALL,
+          *flags,
+      ])
+      == 0
+  )
+  return json.loads((out / "results.json").read_text())
+
+
+def test_cli_learns_synthetic_tasks_and_is_reproducible(bench, tmp_path):
+  first = _run(bench, tmp_path / "a")
+  nlu = first["results"]["NLU"]
+  for test_set in ("casp12", "casp14"):
+    accuracy = nlu["ssp3"]["summary"][test_set]["accuracy"]
+    # Chance is about 0.4 (the largest class); the labels follow the residue.
+    assert accuracy["mean"] > 0.9, accuracy
+    assert len(accuracy["values"]) == 2
+  spearman = nlu["fluorescence"]["summary"]["tape_fluorescence"]["spearman"]
+  assert spearman["mean"] > 0.8, spearman
+  assert [r["seed"] for r in nlu["ssp3"]["seeds"]] == [7, 0]
+  assert len(nlu["ssp3"]["seeds"][0]["history"]) == 8
+  assert nlu["ssp3"]["sizes"]["test/casp12"] == 12
+
+  again = _run(bench, tmp_path / "b")
+  for run in (first, again):
+    for result in run["results"]["NLU"].values():
+      assert result.pop("seconds") > 0
+  assert again["results"] == first["results"]  # Same seeds, same numbers.
+
+  table = (tmp_path / "a" / "results.md").read_text()
+  assert "| SSP3 | CASP12 | accuracy | " in table
+  assert "Ankh3-XL [NLU]" in table and "0.8440" in table  # Published.
+  assert (tmp_path / "a" / "learning_curves.png").stat().st_size > 10_000
+
+
+def test_missing_embeddings_name_the_protein(bench, tmp_path):
+  np.savez(tmp_path / "empty.npz", unused=np.zeros(1))
+  with pytest.raises(KeyError, match=r"training_hhblits.csv:\d+"):
+    cli.main([
+        "--tasks=ssp3",
+        f"--data_dir={bench}",
+        f"--embeddings=X={tmp_path / 'empty.npz'}",
+        f"--output_dir={tmp_path / 'out'}",
+        *SMALL,
+    ])
+
+
+def test_embedding_of_the_wrong_length_is_an_error(tmp_path):
+  example = datasets.Example("p1", "MKT", np.zeros(3, np.int32))
+  key = harness.sequence_key("MKT")
+  np.savez(tmp_path / "e.npz", **{f"per_residue/{key}": np.zeros((4, 8))})
+  store = harness.EmbeddingStore(str(tmp_path / "e.npz"))
+  with pytest.raises(ValueError, match=r"p1 .* shape \(4, 8\).* 3 residues"):
+    store.get(example)
+  assert "MKT" in store and "MKTA" not in store
+
+
+def test_missing_files_list_the_layout(tmp_path):
+  with pytest.raises(ValueError, match="fluorescence_train.csv  \\(missing\\)"):
+    cli.main([
+        "--tasks=fluorescence",
+        f"--data_dir={tmp_path}",
+        f"--write_fasta={tmp_path / 'x.fasta'}",
+    ])
+
+
+def test_sequence_key_is_stable_and_distinct():
+  assert harness.sequence_key("MKTAYIAK") == harness.sequence_key("MKTAYIAK")
+  assert harness.sequence_key("MKTAYIAK") != harness.sequence_key("MKTAYIAL")
+  assert harness.sequence_key("M").startswith("seq_")
+
+
+def test_summarize_mean_and_sample_std():
+  # Mean 0.8; deviations -0.1, 0, 0.1: sum of squares 0.02 / (3 - 1).
+  s = harness.summarize([0.7, 0.8, 0.9])
+  assert s["mean"] == pytest.approx(0.8)
+  assert s["std"] == pytest.approx(math.sqrt(0.01))
+  assert harness.summarize([0.5])["std"] == 0.0
+  assert math.isnan(harness.summarize([math.nan])["mean"])
+
+
+def test_table_puts_published_numbers_beside_ours():
+  summary = {"mean": 0.8, "std": 0.01, "values": [0.79, 0.81]}
+  results = {
+      "NLU": {
+          "ssp3": {
+              "summary": {
+                  "casp12": {"accuracy": summary},
+                  "ts115": {"accuracy": summary},
+              }
+          }
+      }
+  }
+  published = {
+      "results": [
+          {
+              "model": "M",
+              "task_token": "S2S",
+              "task": "ssp3",
+              "test_set": "casp12",
+              "metric": "accuracy",
+              "value": 0.75,
+          },
+          {
+              "model": "M",
+              "task_token": None,
+              "task": "gb1",
+              "test_set": "three_vs_rest",
+              "metric": "spearman",
+              "value": 0.5,
+          },
+      ]
+  }
+  table = report.table(
+      results, model_name="mine", published=published, published_models=["M"]
+  )
+  assert table["columns"] == ["mine [NLU]", "M [S2S]"]
+  labels = [row["label"] for row in table["rows"]]
+  # Paper rows of the tasks run (CASP14 had no result: left out), then the
+  # extra test set; no GB1 row, as GB1 was not run.
+  assert labels == ["SSP3 | CASP12 | accuracy", "ssp3 | ts115 | accuracy"]
+  text = report.markdown(table)
+  assert "| SSP3 | CASP12 | accuracy | 0.8000 ± 0.0100 | 0.7500 |" in text
+  assert "| ssp3 | ts115 | accuracy | 0.8000 ± 0.0100 |  |" in text
+
+
+def test_published_numbers_are_as_printed():
+  published = report.load_published()
+  for entry in published["results"]:
+    assert entry["source"] in published["sources"]
+    printed = entry["printed"]
+    value = float(printed.rstrip("%"))
+    if printed.endswith("%"):
+      value /= 100
+    assert entry["value"] == pytest.approx(value), entry
+  ankh3 = {
+      (e["model"], e["task_token"], e["task"], e["test_set"]): e["value"]
+      for e in published["results"]
+      if e["model"].startswith("Ankh3")
+  }
+  assert ankh3[("Ankh3-XL", "NLU", "ssp3", "casp12")] == pytest.approx(0.844)
+  assert ankh3[("Ankh3-Large", "S2S", "fluorescence", "tape_fluorescence")] == (
+      pytest.approx(0.65)
+  )
+
+
+@pytest.mark.t5x
+@pytest.mark.slow
+def test_cli_embeds_with_a_checkpoint_first(bench, tiny_checkpoint, tmp_path):
+  out = tmp_path / "out"
+  assert (
+      cli.main([
+          "--tasks=ssp3",
+          f"--data_dir={bench}",
+          f"--checkpoint={tiny_checkpoint}",
+          f"--gin_file={os.path.join(REPO, 'gin/models/ankh3_tiny.gin')}",
+          "--task_tokens=NLU,S2S",
+          f"--output_dir={out}",
+          "--epochs=2",
+          "--warmup_steps=1",
+          "--seeds=7",
+          "--no_progress",
+      ])
+      == 0
+  )
+  results = json.loads((out / "results.json").read_text())["results"]
+  assert set(results) == {"NLU", "S2S"}
+  for token in ("NLU", "S2S"):
+    emb = np.load(out / f"embeddings_{token}.npz")
+    sequences = (out / "sequences.fasta").read_text().split()[1::2]
+    assert len(emb["ids"]) == len(sequences) == 80 + 24
+    assert (
+        0
+        <= results[token]["ssp3"]["summary"]["casp12"]["accuracy"]["mean"]
+        <= 1
+    )
+  # The two settings embed differently: the task token changes the encoder.
+  nlu, s2s = np.load(out / "embeddings_NLU.npz"), np.load(
+      out / "embeddings_S2S.npz"
+  )
+  key = f"per_residue/{nlu['keys'][0]}"
+  assert nlu[key].shape == s2s[key].shape
+  assert not np.allclose(nlu[key], s2s[key])
