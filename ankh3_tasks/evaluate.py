@@ -134,12 +134,16 @@ def table_rows(eval_dir: str, step: Optional[int] = None) -> list[dict]:
   return rows
 
 
-def _cell(value: Any) -> str:
+# Columns that count things; the others are rates, printed with 4 decimals.
+_COUNTS = ("step", "num_examples", "teacher_forced_examples")
+
+
+def _cell(key: str, value: Any) -> str:
   if value is None:
     return "-"
+  if key in _COUNTS:
+    return str(int(value))
   if isinstance(value, float):
-    if value.is_integer() and abs(value) >= 1:
-      return str(int(value))
     return f"{value:.4f}"
   return str(value)
 
@@ -151,7 +155,7 @@ def markdown(rows: Sequence[dict]) -> str:
       "|" + "|".join("---" for _ in COLUMNS) + "|",
   ]
   for row in rows:
-    cells = (_cell(row.get(key)) for key, _ in COLUMNS)
+    cells = (_cell(key, row.get(key)) for key, _ in COLUMNS)
     lines.append("| " + " | ".join(cells) + " |")
   return "\n".join(lines)
 

@@ -122,12 +122,16 @@ def _until_eos(ids: np.ndarray, eos_id: int) -> np.ndarray:
 
 
 def _spans(ids: np.ndarray, sentinels: frozenset[int]) -> dict[int, list[int]]:
-  """Maps each sentinel id to the ids after it, up to the next sentinel."""
+  """Maps each sentinel id to the ids after it, up to the next sentinel.
+
+  A sentinel that comes again keeps its first span; the later ones are
+  dropped (a decode that repeats `<extra_id_0>` gets no second chance).
+  """
   spans = {}
   current = None
   for token in ids.tolist():
     if token in sentinels:
-      current = spans.setdefault(token, [])
+      current = [] if token in spans else spans.setdefault(token, [])
     elif current is not None:
       current.append(token)
   return spans
@@ -241,9 +245,9 @@ class CompletionIdentity(_DecodedResidues):
   @classmethod
   def _count(cls, target, prediction, vocabulary):
     del vocabulary
-    return int(
-        np.sum(target[: len(prediction)] == prediction[: len(target)])
-    ), (len(target))
+    overlap = min(len(target), len(prediction))
+    correct = int(np.sum(target[:overlap] == prediction[:overlap]))
+    return correct, len(target)
 
   def compute(self) -> dict[str, float]:
     return {

@@ -14,7 +14,6 @@ The paper mixes the two objectives per example: that is the
 
 from collections.abc import Sequence
 
-
 import seqio
 
 from ankh3_tasks import preprocessors

@@ -20,8 +20,10 @@ Held-out evaluation (`t5x.eval` with `gin/runs/ankh3_eval.gin`; the splits
   ankh3_{dataset}_eval_denoise_30  one task each
   ankh3_{dataset}_eval_complete    [S2S] completion of the second half
 
-each scored by `metrics.TokenCrossEntropy`; `register_ankh3_eval_tasks` does
-the same for other files or rates. `mixtures` groups them as
+each scored by `metrics.TokenCrossEntropy` and, from greedy decodes, by
+`metrics.MaskedResidueAccuracy` (denoising) or `metrics.CompletionIdentity`
+(completion); `register_ankh3_eval_tasks` does the same for other files or
+rates. `mixtures` groups them as
 `ankh3_{dataset}_eval`.
 """
 
@@ -249,8 +251,6 @@ def register_ankh3_eval_tasks(
       split_fraction=split_fraction,
       max_residues=max_residues,
   )
-  # Indexed by "is a denoising task".
-  decoded = (metrics.CompletionIdentity, metrics.MaskedResidueAccuracy)
   registered = {}
   for kind, objective in objectives.items():
     seqio.TaskRegistry.remove(names[kind])
@@ -269,7 +269,14 @@ def register_ankh3_eval_tasks(
             objective,
             seqio.preprocessors.append_eos,
         ],
-        metric_objs=[metrics.TokenCrossEntropy, decoded[kind != COMPLETE]],
+        metric_objs=[
+            metrics.TokenCrossEntropy,
+            (
+                metrics.CompletionIdentity
+                if kind == COMPLETE
+                else metrics.MaskedResidueAccuracy
+            ),
+        ],
     )
   return registered
 

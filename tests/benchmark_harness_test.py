@@ -1,7 +1,6 @@
 """Tests of the benchmark harness, its report and its command line, on
 small synthetic tasks whose labels are a known function of the sequence."""
 
-import csv
 import json
 import math
 import os
@@ -13,88 +12,29 @@ from ankh3_tasks.benchmark import __main__ as cli
 from ankh3_tasks.benchmark import datasets
 from ankh3_tasks.benchmark import harness
 from ankh3_tasks.benchmark import report
+from ankh3_tasks.benchmark import synthetic
 
 from conftest import REPO
-
-AMINO = "ACDEFGHIKLMNPQRSTVWY"
-# Secondary structure as a function of the residue: H, E or C.
-HELIX, STRAND = set("AELMQKRH"), set("VIYFWT")
-# Fluorescence: the share of these residues in a protein.
-HYDROPHOBIC = "AILMFVW"
-
-
-def _state(residue):
-  return "H" if residue in HELIX else "E" if residue in STRAND else "C"
 
 
 def _embedding(sequence, rng, dim=24):
   """One-hot residue identity plus noise: what a pLM would encode, at best."""
   x = rng.normal(0, 0.1, (len(sequence), dim)).astype(np.float32)
   for i, residue in enumerate(sequence):
-    x[i, AMINO.index(residue)] += 1.0
+    x[i, synthetic.AMINO.index(residue)] += 1.0
   return x
-
-
-def _write_csv(path, header, rows):
-  os.makedirs(os.path.dirname(path), exist_ok=True)
-  with open(path, "w", newline="") as f:
-    writer = csv.writer(f)
-    writer.writerow(header)
-    writer.writerows(rows)
-
-
-def _ss_rows(rng, n):
-  rows = []
-  for _ in range(n):
-    sequence = "".join(rng.choice(list(AMINO), rng.integers(20, 60)))
-    dssp3 = "".join(_state(r) for r in sequence)
-    dssp8 = "".join("GHIBESTC"[AMINO.index(r) % 8] for r in sequence)
-    disorder = " ".join("1.0" for _ in sequence)
-    rows.append([sequence, dssp3, dssp8, disorder])
-  return rows
-
-
-def _fluorescence_rows(rng, n):
-  """Value: the share of hydrophobic residues (what average pooling sees)."""
-  rows = []
-  hydrophobic = list(HYDROPHOBIC)
-  polar = [a for a in AMINO if a not in HYDROPHOBIC]
-  for _ in range(n):
-    share = rng.uniform(0.1, 0.9)
-    sequence = [
-        rng.choice(hydrophobic) if rng.random() < share else rng.choice(polar)
-        for _ in range(rng.integers(20, 50))
-    ]
-    value = np.mean([r in HYDROPHOBIC for r in sequence])
-    rows.append(["".join(sequence), f"{value + rng.normal(0, 0.01):.4f}"])
-  return rows
 
 
 @pytest.fixture(scope="module")
 def bench(tmp_path_factory):
-  """A data directory in the public layouts and an embeddings file."""
+  """Synthetic data in the public layouts, and an embeddings file."""
   root = tmp_path_factory.mktemp("bench")
+  synthetic.write(str(root))
   rng = np.random.default_rng(0)
-  ss = ["input", "dssp3", "dssp8", "disorder"]
-  _write_csv(
-      str(root / "secondary_structure/training_hhblits.csv"),
-      ss,
-      _ss_rows(rng, 80),
-  )
-  for name in ("CASP12", "CASP14"):
-    _write_csv(
-        str(root / f"secondary_structure/{name}.csv"), ss, _ss_rows(rng, 12)
-    )
-  for split, n in (("train", 120), ("valid", 24), ("test", 48)):
-    _write_csv(
-        str(root / f"fluorescence/fluorescence_{split}.csv"),
-        ["primary", "log_fluorescence"],
-        _fluorescence_rows(rng, n),
-    )
   fasta = root / "all.fasta"
   assert (
       cli.main([
-          "--tasks=ssp3,fluorescence",
+          "--tasks=all",
           f"--data_dir={root}",
           f"--write_fasta={fasta}",
       ])
@@ -144,7 +84,7 @@ def test_cli_learns_synthetic_tasks_and_is_reproducible(bench, tmp_path):
   assert spearman["mean"] > 0.8, spearman
   assert [r["seed"] for r in nlu["ssp3"]["seeds"]] == [7, 0]
   assert len(nlu["ssp3"]["seeds"][0]["history"]) == 8
-  assert nlu["ssp3"]["sizes"]["test/casp12"] == 12
+  assert nlu["ssp3"]["sizes"]["test/casp12"] == synthetic.SIZES["test"]
 
   again = _run(bench, tmp_path / "b")
   for run in (first, again):
@@ -249,6 +189,43 @@ def test_table_puts_published_numbers_beside_ours():
   assert "| ssp3 | ts115 | accuracy | 0.8000 ± 0.0100 |  |" in text
 
 
+def test_our_columns_never_take_a_published_name():
+  summary = {"mean": 0.8, "std": 0.0, "values": [0.8], "n": 1}
+  results = {"NLU": {"ssp3": {"summary": {"casp12": {"accuracy": summary}}}}}
+  published = {
+      "results": [{
+          "model": "M",
+          "task_token": "NLU",
+          "task": "ssp3",
+          "test_set": "casp14",
+          "metric": "accuracy",
+          "value": 0.5,
+      }]
+  }
+  with pytest.raises(ValueError, match=r"\['M \[NLU\]'\]"):
+    report.table(
+        results, model_name="M", published=published, published_models=["M"]
+    )
+  with pytest.raises(ValueError, match="choose another"):
+    report.check_model_name("M", published)
+  report.check_model_name("M (ours)", published)
+  # The CASP14 row has a published number only: not shown.
+  table = report.table(
+      results, model_name="ours", published=published, published_models=["M"]
+  )
+  assert [row["test_set"] for row in table["rows"]] == ["casp12"]
+
+
+def test_seeds_without_a_number_are_counted():
+  s = harness.summarize([0.5, math.nan, 0.7])
+  assert s["n"] == 2 and s["mean"] == pytest.approx(0.6)
+  results = {"NLU": {"ssp3": {"summary": {"casp12": {"accuracy": s}}}}}
+  text = report.markdown(
+      report.table(results, published={"results": []}, published_models=[])
+  )
+  assert "0.6000 ± 0.1414 (n=2/3)" in text
+
+
 def test_published_numbers_are_as_printed():
   published = report.load_published()
   for entry in published["results"]:
@@ -293,7 +270,10 @@ def test_cli_embeds_with_a_checkpoint_first(bench, tiny_checkpoint, tmp_path):
   for token in ("NLU", "S2S"):
     emb = np.load(out / f"embeddings_{token}.npz")
     sequences = (out / "sequences.fasta").read_text().split()[1::2]
-    assert len(emb["ids"]) == len(sequences) == 80 + 24
+    assert len(emb["ids"]) == len(sequences)
+    assert (
+        len(sequences) == synthetic.SIZES["train"] + 2 * synthetic.SIZES["test"]
+    )
     assert (
         0
         <= results[token]["ssp3"]["summary"]["casp12"]["accuracy"]["mean"]

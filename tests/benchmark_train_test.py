@@ -8,6 +8,7 @@ it); contact = residues drawn around the same centre (features 0-7).
 
 import dataclasses
 
+import jax
 import numpy as np
 import pytest
 from scipy import stats
@@ -223,3 +224,22 @@ def test_bad_inputs_fail_fast():
     fit("residue", 3, data, [(x[:, :8], y) for x, y in data])
   with pytest.raises(ValueError, match="grad_accumulation"):
     train.TrainConfig(grad_accumulation=0)
+
+
+def test_confident_contacts_keep_their_order():
+  # Logits around 20: float32 sigmoids would all be 1.0 and tie.
+  head = convbert.ContactPredictor(HEAD)
+  params = convbert.init_params(head, D, jax.random.PRNGKey(0))
+  bias = np.array([0.0, 20.0], np.float32)
+  params = dict(params, decoder=dict(params["decoder"], bias=bias))
+  x = np.random.default_rng(0).normal(size=(20, D)).astype(np.float32)
+  (probabilities,) = train.predict("contact", params, [x], HEAD)
+  logits = np.asarray(
+      head.apply({"params": params}, x[None], np.ones((1, 20), bool))
+  )[0]
+  assert logits.min() > 17 and (probabilities < 1).all()
+  i, j = np.triu_indices(20, k=6)
+  assert (
+      np.argsort(-probabilities[i, j], kind="stable")
+      == np.argsort(-logits[i, j], kind="stable")
+  ).all()

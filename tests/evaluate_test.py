@@ -96,6 +96,14 @@ def test_empty_or_bad_directories_say_what_is_missing(tmp_path, capsys):
             ],
             "ankh3_uniref50_eval",
         ),
+        (
+            [
+                "gin/models/ankh3_large.gin",
+                "gin/runs/ankh3_eval.gin",
+                "gin/partitioning/gpu_8.gin",
+            ],
+            "ankh3_uniref50_eval",
+        ),
     ],
 )
 def test_eval_gin_files_parse_and_finalize(files, task, monkeypatch):
@@ -119,6 +127,12 @@ def test_eval_gin_files_parse_and_finalize(files, task, monkeypatch):
         "eval_script.evaluate.training_evaluator_cls"
     )
     assert issubclass(evaluator.scoped_configurable_fn, trainer.Trainer)
+    # The batch divides over the data-parallel devices.
+    partitions = gin.query_parameter(
+        "partitioning.PjitPartitioner.num_partitions"
+    )
+    devices = gin.query_parameter("%NUM_DEVICES") // partitions
+    assert gin.query_parameter("%EVAL_BATCH_SIZE") % devices == 0
     lengths = gin.query_parameter("%TASK_FEATURE_LENGTHS")
     if task == "ankh3_uniref50_eval":
       assert lengths == {"inputs": 512, "targets": 320}
@@ -137,7 +151,6 @@ def test_t5x_eval_of_the_tiny_model_reports_every_task(
       "--gin_file=gin/experiments/ankh3_tiny_eval.gin",
       f'--gin.CHECKPOINT_PATH="{tiny_checkpoint}"',
       f'--gin.EVAL_OUTPUT_DIR="{out}"',
-      "--gin.EVAL_STEPS=2",
   )
   rows = {r["task"]: r for r in evaluate.table_rows(str(out))}
   assert set(rows) == {"ankh3_sample_eval"} | {
@@ -147,9 +160,15 @@ def test_t5x_eval_of_the_tiny_model_reports_every_task(
     row = rows[f"ankh3_sample_eval_{kind}"]
     assert row["step"] == 10
     assert row["num_examples"] == 300  # The whole validation split.
-    assert row["teacher_forced_examples"] == 32  # EVAL_STEPS x 16.
+    # 15 batches of 20 (gin/experiments/ankh3_tiny_eval.gin): each protein
+    # once, so both evaluators see the same examples and the same masks...
+    assert row["teacher_forced_examples"] == 300
     assert 0 <= row["token_accuracy"] <= 1
-    # The tiny model at step 10 is close to uniform over 256 ids.
+    # ...and agree: seqio's count of target ids is T5X's loss weights.
+    assert row["cross_entropy_per_token"] == pytest.approx(
+        row["teacher_forced_cross_entropy"], rel=2e-3
+    )
+    # The tiny model at step 10 is still close to uniform over 256 ids.
     assert 0.5 * 5.55 < row["cross_entropy_per_token"] < 1.5 * 5.55
     assert row["perplexity"] == pytest.approx(
         2.718281828 ** row["cross_entropy_per_token"], rel=1e-6

@@ -94,3 +94,13 @@ def test_completion_identity_by_hand():
   assert result["completion_residues"] == 8
   with pytest.raises(ValueError, match="1 predictions for 2 examples"):
     metrics.CompletionIdentity.from_model_output(inputs, decodes[:1], FEATURES)
+
+
+def test_a_repeated_sentinel_keeps_its_first_span():
+  inputs = [{"targets": _ids("<extra_id_0>PK")}]
+  # The second <extra_id_0> span (the right residues) is not read.
+  decodes = _padded(["<extra_id_0>AA<extra_id_0>PK"])
+  result = metrics.MaskedResidueAccuracy.from_model_output(
+      inputs, decodes, FEATURES
+  ).compute()
+  assert result["masked_residue_accuracy"] == 0.0

@@ -19,8 +19,9 @@ Writes to `--output_dir`: `results.md` (the table, in the layout of the
 paper's Table 5 with published numbers beside ours), `results.json` (the
 table, every seed's history and test metrics, and the settings),
 `learning_curves.png`, and `embeddings_<TOKEN>.npz` when it embedded.
-Every setting of the protocol is a flag whose default is the paper's
-(Ankh3, Table 4). `--data_dir` holds the files as
+Every setting the paper gives (Ankh3, Table 4) is a flag with its value as
+default; the reference code's other settings are fields of
+`train.TrainConfig` and `convbert.HeadConfig`. `--data_dir` holds the files as
 `ankh3_tasks/benchmark/datasets.py` `DEFAULT_FILES` names them; see
 docs/benchmark.md.
 """
@@ -133,7 +134,22 @@ def _task_names(text: str) -> list[str]:
   return names
 
 
-def _settings(args: argparse.Namespace, data: dict) -> dict[str, str]:
+def _load(name: str, data_dir: str) -> dict[str, Any]:
+  splits = datasets.load_task(name, data_dir)
+  sizes = ", ".join(
+      [f"train {len(splits['train'])}", f"valid {len(splits['valid'])}"]
+      + [f"{k} {len(v)}" for k, v in splits["test"].items()]
+  )
+  print(f"{name}: {sizes}")
+  return splits
+
+
+def _write_fasta(names: Sequence[str], data_dir: str, path: str) -> int:
+  """Writes the tasks' distinct sequences, reading one task at a time."""
+  return harness.write_fasta((_load(n, data_dir) for n in names), path)
+
+
+def _settings(args: argparse.Namespace, names: Sequence[str]) -> dict[str, str]:
   """Setting label -> embeddings file, embedding first if needed."""
   if args.embeddings:
     settings = {}
@@ -146,7 +162,7 @@ def _settings(args: argparse.Namespace, data: dict) -> dict[str, str]:
   from ankh3_tasks import embed  # pylint: disable=g-import-not-at-top
 
   fasta = os.path.join(args.output_dir, "sequences.fasta")
-  count = harness.write_fasta(data.values(), fasta)
+  count = _write_fasta(names, args.data_dir, fasta)
   print(f"embedding {count} distinct sequences")
   settings = {}
   for token in args.task_tokens.split(","):
@@ -165,71 +181,17 @@ def _settings(args: argparse.Namespace, data: dict) -> dict[str, str]:
   return settings
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-  """Runs the command line; returns the exit status."""
-  args = _parse_args(sys.argv[1:] if argv is None else argv)
-  data = {
-      name: datasets.load_task(name, args.data_dir)
-      for name in _task_names(args.tasks)
-  }
-  for name, splits in data.items():
-    sizes = ", ".join(
-        [f"train {len(splits['train'])}", f"valid {len(splits['valid'])}"]
-        + [f"{k} {len(v)}" for k, v in splits["test"].items()]
-    )
-    print(f"{name}: {sizes}")
-  if args.write_fasta:
-    count = harness.write_fasta(data.values(), args.write_fasta)
-    print(f"wrote {count} distinct sequences to {args.write_fasta}")
-    return 0
-
-  os.makedirs(args.output_dir, exist_ok=True)
-  head_config = convbert.HeadConfig(
-      num_layers=args.num_layers,
-      num_heads=args.num_heads,
-      ffn_ratio=args.ffn_ratio,
-      dropout=args.dropout,
-      attention_dropout=args.dropout,
-      kernel_size=args.kernel_size,
-      pooling=args.pooling,
-  )
-  train_config = train.TrainConfig(
-      learning_rate=args.learning_rate,
-      warmup_steps=args.warmup_steps,
-      epochs=args.epochs,
-      batch_size=args.batch_size,
-      grad_accumulation=args.grad_accumulation,
-      weight_decay=args.weight_decay,
-      seeds=args.seeds,
-  )
-  results: dict[str, dict[str, Any]] = {}
-  for setting, path in _settings(args, data).items():
-    store = harness.EmbeddingStore(path)
-    try:
-      for name, splits in data.items():
-        begin = time.time()
-        print(f"{setting} {name}: seeds {list(args.seeds)}")
-        result = harness.run_task(
-            name,
-            splits,
-            store,
-            head_config=head_config,
-            train_config=train_config,
-            progress=not args.no_progress,
-        )
-        result["seconds"] = time.time() - begin
-        results.setdefault(setting, {})[name] = result
-        for test_set, by_metric in result["summary"].items():
-          for metric, s in by_metric.items():
-            print(f"  {test_set} {metric}: {s['mean']:.4f} ± {s['std']:.4f}")
-    finally:
-      store.close()
-
-  published_models = args.published_models.split(",")
+def _write_outputs(
+    args: argparse.Namespace,
+    results: dict[str, dict[str, Any]],
+    head_config: convbert.HeadConfig,
+    train_config: train.TrainConfig,
+) -> str:
+  """Writes results.md, results.json and the curves of what has finished."""
   result_table = report.table(
       results,
       model_name=args.model_name,
-      published_models=published_models,
+      published_models=args.published_models.split(","),
   )
   text = report.markdown(result_table)
   with open(os.path.join(args.output_dir, "results.md"), "w") as f:
@@ -251,10 +213,74 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   report.plot_learning_curves(
       results, os.path.join(args.output_dir, "learning_curves.png")
   )
+  return text
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+  """Runs the command line; returns the exit status.
+
+  Raises:
+    ValueError, KeyError: for bad data, settings or embeddings (the shell
+      entry point prints them as `error: ...`).
+  """
+  args = _parse_args(sys.argv[1:] if argv is None else argv)
+  names = _task_names(args.tasks)
+  if args.write_fasta:
+    count = _write_fasta(names, args.data_dir, args.write_fasta)
+    print(f"wrote {count} distinct sequences to {args.write_fasta}")
+    return 0
+  if not args.seeds:
+    raise ValueError("--seeds is empty; the paper's are 7,0,42.")
+
+  os.makedirs(args.output_dir, exist_ok=True)
+  head_config = convbert.HeadConfig(
+      num_layers=args.num_layers,
+      num_heads=args.num_heads,
+      ffn_ratio=args.ffn_ratio,
+      dropout=args.dropout,
+      kernel_size=args.kernel_size,
+      pooling=args.pooling,
+  )
+  train_config = train.TrainConfig(
+      learning_rate=args.learning_rate,
+      warmup_steps=args.warmup_steps,
+      epochs=args.epochs,
+      batch_size=args.batch_size,
+      grad_accumulation=args.grad_accumulation,
+      weight_decay=args.weight_decay,
+      seeds=args.seeds,
+  )
+  report.check_model_name(args.model_name)  # Before hours of training.
+  results: dict[str, dict[str, Any]] = {}
+  text = ""
+  for setting, path in _settings(args, names).items():
+    store = harness.EmbeddingStore(path)
+    try:
+      for name in names:
+        splits = _load(name, args.data_dir)  # One task in memory at a time.
+        begin = time.time()
+        print(f"{setting} {name}: seeds {list(args.seeds)}")
+        result = harness.run_task(
+            name,
+            splits,
+            store,
+            head_config=head_config,
+            train_config=train_config,
+            progress=not args.no_progress,
+        )
+        result["seconds"] = time.time() - begin
+        results.setdefault(setting, {})[name] = result
+        for test_set, by_metric in result["summary"].items():
+          for metric, s in by_metric.items():
+            print(f"  {test_set} {metric}: {s['mean']:.4f} ± {s['std']:.4f}")
+        # After every task: a crash later loses nothing finished.
+        text = _write_outputs(args, results, head_config, train_config)
+    finally:
+      store.close()
   print(text)
   print(
-      "wrote results.md, results.json, learning_curves.png to"
-      f" {args.output_dir}"
+      "wrote results.md, results.json, learning_curves.png to "
+      f"{args.output_dir}"
   )
   return 0
 
@@ -265,5 +291,14 @@ def _settings_paths(args: argparse.Namespace) -> Any:
   return {"checkpoint": args.checkpoint, "task_tokens": args.task_tokens}
 
 
+def _shell() -> int:
+  try:
+    return main()
+  except (ValueError, KeyError) as e:
+    message = e.args[0] if isinstance(e, KeyError) and e.args else e
+    print(f"error: {message}", file=sys.stderr)
+    return 1
+
+
 if __name__ == "__main__":
-  sys.exit(main())
+  sys.exit(_shell())

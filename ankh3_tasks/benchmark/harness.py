@@ -165,12 +165,17 @@ def check_embeddings(
 
 
 def summarize(values: Sequence[float]) -> dict[str, Any]:
-  """Mean and sample standard deviation (n - 1; 0 for one value)."""
+  """Mean and sample standard deviation (n - 1; 0 for one value).
+
+  Seeds whose metric is NaN (nothing to score) are left out; `n` counts
+  those kept, `values` keeps them all.
+  """
   finite = [v for v in values if not math.isnan(v)]
+  summary = {"n": len(finite), "values": list(values)}
   if not finite:
-    return {"mean": float("nan"), "std": float("nan"), "values": list(values)}
+    return {"mean": float("nan"), "std": float("nan"), **summary}
   std = float(np.std(finite, ddof=1)) if len(finite) > 1 else 0.0
-  return {"mean": float(np.mean(finite)), "std": std, "values": list(values)}
+  return {"mean": float(np.mean(finite)), "std": std, **summary}
 
 
 def run_task(
@@ -203,6 +208,8 @@ def run_task(
   head_config = head_config or convbert.HeadConfig()
   train_config = train_config or train.TrainConfig()
   seeds = tuple(train_config.seeds if seeds is None else seeds)
+  if not seeds:
+    raise ValueError("No seeds: give at least one (the paper: 7, 0, 42).")
   check_embeddings(data, store, task)
   selection = SELECTION_METRIC[spec.metric]
 

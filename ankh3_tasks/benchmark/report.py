@@ -76,6 +76,23 @@ def load_published(path: str = PUBLISHED_PATH) -> dict[str, Any]:
     return json.load(f)
 
 
+def check_model_name(
+    model_name: str, published: Optional[Mapping[str, Any]] = None
+) -> None:
+  """Refuses a name of ours that a published model has (the columns clash).
+
+  Raises:
+    ValueError: naming the clash.
+  """
+  published = load_published() if published is None else published
+  names = {e["model"] for e in published["results"]}
+  if model_name in names:
+    raise ValueError(
+        f"--model_name {model_name!r} is the name of published results; "
+        f"choose another (e.g. '{model_name} (ours)')."
+    )
+
+
 def _published_columns(
     published: Mapping[str, Any], models: Sequence[str]
 ) -> dict[str, dict[tuple[str, str, str], float]]:
@@ -118,7 +135,11 @@ def _cell(value: Any) -> str:
   if isinstance(value, dict):
     if math.isnan(value["mean"]):
       return "nan"
-    return f"{value['mean']:.4f} ± {value['std']:.4f}"
+    cell = f"{value['mean']:.4f} ± {value['std']:.4f}"
+    runs = len(value["values"])
+    if value.get("n", runs) < runs:  # Seeds without a number (NaN).
+      cell += f" (n={value['n']}/{runs})"
+    return cell
   return f"{value:.4f}"
 
 
@@ -141,6 +162,12 @@ def table(
     published_models = sorted({e["model"] for e in published["results"]})
   ours = _ours_columns(results, model_name)
   theirs = _published_columns(published, published_models)
+  clash = sorted(set(ours) & set(theirs))
+  if clash:
+    raise ValueError(
+        f"Columns {clash} name both our results and published ones; choose "
+        "another model name."
+    )
   run_tasks = {task for by_task in results.values() for task in by_task}
   known = {(t, s, m) for t, s, m, _ in ROWS}
   extra = sorted(
@@ -154,11 +181,9 @@ def table(
       continue
     key = (task, test_set, metric)
     row = {"task": task, "test_set": test_set, "metric": metric, "label": label}
-    present = False
     for name, column in {**ours, **theirs}.items():
       row[name] = column.get(key)
-      present |= name in ours and key in column
-    if present:
+    if any(key in column for column in ours.values()):
       rows.append(row)
   # Published columns with no number in these rows are left out.
   shown = [c for c in theirs if any(row[c] is not None for row in rows)]

@@ -331,8 +331,6 @@ def _forward(model, kind, params, x, mask):
   outputs = model.apply({"params": params}, x, mask)
   if kind == "residue":
     return jnp.argmax(outputs, axis=-1).astype(jnp.int32)
-  if kind == "contact":
-    return jax.nn.sigmoid(outputs)
   return outputs
 
 
@@ -363,8 +361,8 @@ def predict(
 
   Returns:
     Per protein: class ids int32 [L] (`residue`), a float32 scalar
-    (`protein`) or contact probabilities float32 [L, L], symmetric
-    (`contact`).
+    (`protein`) or contact probabilities float64 [L, L], symmetric
+    (`contact`; float64 so that confident pairs keep their order).
   """
   model = _model(kind, params, head_config or convbert.HeadConfig())
   order = sorted(
@@ -380,6 +378,10 @@ def predict(
         pad_multiple,
     )
     out = np.asarray(_forward(model, kind, params, x, mask))
+    if kind == "contact":
+      # Logits to probabilities in float64: float32 rounds every logit above
+      # about 16.6 to 1.0, and ties would rank pairs by position instead.
+      out = 1.0 / (1.0 + np.exp(-out.astype(np.float64)))
     for row, i in enumerate(members):
       n = len(_embedding(examples[i]))
       if kind == "residue":
@@ -472,6 +474,7 @@ def fit(
   order_rng = np.random.default_rng(seed)
   zeros = lambda: jax.tree_util.tree_map(jnp.zeros_like, params)
 
+  valid_labels = [label for _, label in valid]
   history = []
   best = None  # (metric, epoch, params)
   micro_step = 0
@@ -536,7 +539,7 @@ def fit(
         batch_size=cfg.eval_batch_size,
         pad_multiple=cfg.pad_multiple,
     )
-    metric = float(metric_fn(predictions, [label for _, label in valid]))
+    metric = float(metric_fn(predictions, valid_labels))
     history.append({
         "epoch": epoch,
         "train_loss": float(np.mean(jax.device_get(losses))),
