@@ -69,14 +69,16 @@ def write_fasta(tasks_data: Iterable[Mapping[str, Any]], path: str) -> int:
 class EmbeddingStore:
   """Per-residue embeddings from the embed command's output, by sequence.
 
-  Reads `.npz` lazily (one array per access) and `.h5` through h5py; keeps
-  arrays in memory up to `cache_bytes`.
+  Reads `.npz` (local or `gs://`) lazily, one array per access, and `.h5`
+  through h5py; keeps arrays in memory up to `cache_bytes`.
   """
 
   def __init__(self, path: str, cache_bytes: int = DEFAULT_CACHE_BYTES):
     self.path = path
     if path.endswith(".npz"):
-      self._file = np.load(path, allow_pickle=False)
+      # Through tf.io.gfile, so that gs:// paths work too.
+      self._stream = tf.io.gfile.GFile(path, "rb")
+      self._file = np.load(self._stream, allow_pickle=False)
       self._names = set(self._file.files)
     elif path.endswith((".h5", ".hdf5")):
       import h5py  # pylint: disable=g-import-not-at-top
@@ -129,6 +131,8 @@ class EmbeddingStore:
 
   def close(self) -> None:
     self._file.close()
+    if hasattr(self, "_stream"):
+      self._stream.close()
 
 
 class Pairs(Sequence):
