@@ -55,6 +55,37 @@ def output_features(
   }
 
 
+def _add_task(
+    name: str,
+    source: seqio.DataSource,
+    vocabulary: vocabularies.Ankh3Vocabulary,
+    objective: Callable[..., object],
+    *,
+    max_residues: Optional[int],
+    eval_window: str,
+    metric_objs: Sequence[type[seqio.metrics.Metric]] = (),
+) -> seqio.Task:
+  """(Re-)registers a task: tokenize, cache point, crop, `objective`, `</s>`."""
+  seqio.TaskRegistry.remove(name)
+  return seqio.TaskRegistry.add(
+      name,
+      source=source,
+      output_features=output_features(vocabulary),
+      preprocessors=[
+          preprocessors.tokenize_sequence,
+          seqio.CacheDatasetPlaceholder(),
+          functools.partial(
+              preprocessors.crop_proteins,
+              max_residues=max_residues,
+              eval_window=eval_window,
+          ),
+          objective,
+          seqio.preprocessors.append_eos,
+      ],
+      metric_objs=list(metric_objs),
+  )
+
+
 def register_ankh3_tasks(
     prefix: str,
     files_fn: Callable[[str], Sequence[str]],
@@ -127,28 +158,17 @@ def register_ankh3_tasks(
           **denoise_options,
       ),
   }
-  registered = {}
-  for kind, objective in objectives.items():
-    name = f"{prefix}_{kind}"
-    seqio.TaskRegistry.remove(name)
-    registered[kind] = seqio.TaskRegistry.add(
-        name,
-        source=source,
-        output_features=output_features(vocabulary),
-        preprocessors=[
-            preprocessors.tokenize_sequence,
-            seqio.CacheDatasetPlaceholder(),
-            functools.partial(
-                preprocessors.crop_proteins,
-                max_residues=max_residues,
-                eval_window=eval_window,
-            ),
-            objective,
-            seqio.preprocessors.append_eos,
-        ],
-        metric_fns=[],
-    )
-  return registered
+  return {
+      kind: _add_task(
+          f"{prefix}_{kind}",
+          source,
+          vocabulary,
+          objective,
+          max_residues=max_residues,
+          eval_window=eval_window,
+      )
+      for kind, objective in objectives.items()
+  }
 
 
 def eval_task_names(
@@ -251,34 +271,25 @@ def register_ankh3_eval_tasks(
       split_fraction=split_fraction,
       max_residues=max_residues,
   )
-  registered = {}
-  for kind, objective in objectives.items():
-    seqio.TaskRegistry.remove(names[kind])
-    registered[kind] = seqio.TaskRegistry.add(
-        names[kind],
-        source=source,
-        output_features=output_features(vocabulary),
-        preprocessors=[
-            preprocessors.tokenize_sequence,
-            seqio.CacheDatasetPlaceholder(),
-            functools.partial(
-                preprocessors.crop_proteins,
-                max_residues=max_residues,
-                eval_window=eval_window,
-            ),
-            objective,
-            seqio.preprocessors.append_eos,
-        ],
-        metric_objs=[
-            metrics.TokenCrossEntropy,
-            (
-                metrics.CompletionIdentity
-                if kind == COMPLETE
-                else metrics.MaskedResidueAccuracy
-            ),
-        ],
-    )
-  return registered
+  return {
+      kind: _add_task(
+          names[kind],
+          source,
+          vocabulary,
+          objective,
+          max_residues=max_residues,
+          eval_window=eval_window,
+          metric_objs=[
+              metrics.TokenCrossEntropy,
+              (
+                  metrics.CompletionIdentity
+                  if kind == COMPLETE
+                  else metrics.MaskedResidueAccuracy
+              ),
+          ],
+      )
+      for kind, objective in objectives.items()
+  }
 
 
 def _sample_files(split: str) -> Sequence[str]:

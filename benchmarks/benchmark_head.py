@@ -58,28 +58,21 @@ def main():
     )
     metric = lambda p, y: 0.0
     config = train.TrainConfig(epochs=1, warmup_steps=1)
-    begin = time.perf_counter()
-    train.fit(
-        kind,
-        outputs[kind],
-        data,
-        data[:2],
-        metric_fn=metric,
-        train_config=config,
-        progress=False,
-    )
-    first = time.perf_counter() - begin
-    begin = time.perf_counter()
-    result = train.fit(
-        kind,
-        outputs[kind],
-        data,
-        data[:2],
-        metric_fn=metric,
-        train_config=config,
-        progress=False,
-    )
-    seconds = time.perf_counter() - begin
+    # The first fit compiles; the second runs on the compiled steps.
+    timings = []
+    for _ in range(2):
+      begin = time.perf_counter()
+      result = train.fit(
+          kind,
+          outputs[kind],
+          data,
+          data[:2],
+          metric_fn=metric,
+          train_config=config,
+          progress=False,
+      )
+      timings.append(time.perf_counter() - begin)
+    first, seconds = timings
     begin = time.perf_counter()
     train.predict(kind, result.params, data, convbert.HeadConfig())
     predict_seconds = time.perf_counter() - begin
