@@ -110,6 +110,16 @@ def test_missing_embeddings_name_the_protein(bench, tmp_path):
     ])
 
 
+def test_a_missing_embeddings_file_fails_before_any_work(bench, tmp_path):
+  with pytest.raises(ValueError, match="NLU=nope.npz: nope.npz does not"):
+    cli.main([
+        "--tasks=ssp3",
+        f"--data_dir={bench}",
+        "--embeddings=NLU=nope.npz",
+        f"--output_dir={tmp_path}",
+    ])
+
+
 def test_embedding_of_the_wrong_length_is_an_error(tmp_path):
   example = datasets.Example("p1", "MKT", np.zeros(3, np.int32))
   key = harness.sequence_key("MKT")

@@ -35,6 +35,8 @@ import sys
 import time
 from typing import Any, Optional
 
+import tensorflow as tf
+
 from ankh3_tasks.benchmark import convbert
 from ankh3_tasks.benchmark import datasets
 from ankh3_tasks.benchmark import harness
@@ -225,6 +227,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   """
   args = _parse_args(sys.argv[1:] if argv is None else argv)
   names = _task_names(args.tasks)
+  for name in names:  # Missing files fail here, before any work.
+    datasets.check_files(name, args.data_dir)
+  for item in args.embeddings:
+    path = item.partition("=")[2] or item
+    if not tf.io.gfile.exists(path):
+      raise ValueError(f"--embeddings {item}: {path} does not exist.")
   if args.write_fasta:
     count = _write_fasta(names, args.data_dir, args.write_fasta)
     print(f"wrote {count} distinct sequences to {args.write_fasta}")
@@ -294,7 +302,7 @@ def _settings_paths(args: argparse.Namespace) -> Any:
 def _shell() -> int:
   try:
     return main()
-  except (ValueError, KeyError) as e:
+  except (ValueError, KeyError, tf.errors.OpError) as e:
     message = e.args[0] if isinstance(e, KeyError) and e.args else e
     print(f"error: {message}", file=sys.stderr)
     return 1

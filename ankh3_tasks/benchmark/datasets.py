@@ -832,6 +832,29 @@ def load_task(
     ValueError: for an unknown task, a missing file (listing every file the
       layout expects), or a bad record.
   """
+  layout, paths = check_files(name, data_dir, files)
+  read = _reader(name, reader_options)
+  train = read(paths["train"], "train")
+  if "valid" in paths:
+    valid = read(paths["valid"], "valid")
+  else:
+    train, valid = _hold_out(train, SSP_VALID_FRACTION)
+  test = {key: read(paths[f"test {key}"], "test") for key in layout["test"]}
+  return {"train": train, "valid": valid, "test": test}
+
+
+def check_files(
+    name: str, data_dir: str, files: Optional[Mapping[str, Any]] = None
+) -> tuple[Mapping[str, Any], dict[str, str]]:
+  """Checks that every file of a task's layout exists; see `load_task`.
+
+  Returns:
+    The layout and the path of each role (`train`, `valid`, `test KEY`).
+
+  Raises:
+    ValueError: for an unknown task, or missing files (listing every file
+      the layout expects).
+  """
   if name not in TASKS:
     raise ValueError(f"Unknown task {name!r}; tasks: {sorted(TASKS)}.")
   layout = DEFAULT_FILES[name] if files is None else files
@@ -848,14 +871,8 @@ def load_task(
     )
     raise ValueError(
         f"Task {name!r}: {len(missing)} file(s) missing. Expected:\n"
-        f"{expected}\nPut the files there, or pass files= with their paths "
-        "(see DEFAULT_FILES)."
+        f"{expected}\nPut the files there (the names of DEFAULT_FILES in "
+        "ankh3_tasks/benchmark/datasets.py), or from Python pass files= "
+        "with their paths."
     )
-  read = _reader(name, reader_options)
-  train = read(paths["train"], "train")
-  if "valid" in paths:
-    valid = read(paths["valid"], "valid")
-  else:
-    train, valid = _hold_out(train, SSP_VALID_FRACTION)
-  test = {key: read(paths[f"test {key}"], "test") for key in layout["test"]}
-  return {"train": train, "valid": valid, "test": test}
+  return layout, paths
