@@ -17,15 +17,24 @@ KINDS = ("complete", "denoise_15", "denoise_20", "denoise_30")
 
 
 def _write_results(eval_dir, step, task, accuracy, per_all, fraction, jsonl):
-  writer = tf.summary.create_file_writer(
-      os.path.join(eval_dir, "training_eval", task)
-  )
-  with writer.as_default():
-    tf.summary.scalar("accuracy", accuracy, step=step)
-    tf.summary.scalar("cross_ent_loss_per_all_target_tokens", per_all, step)
-    tf.summary.scalar("non_padding_fraction/loss_weights", fraction, step)
-    tf.summary.scalar("loss", 99.0, step=step)  # Not shown.
-  writer.close()
+  # TensorBoard event records as T5X writes them (scalars as tensors),
+  # without TensorBoard itself (it comes with the `t5x` extra only).
+  task_dir = os.path.join(eval_dir, "training_eval", task)
+  os.makedirs(task_dir, exist_ok=True)
+  scalars = {
+      "accuracy": accuracy,
+      "cross_ent_loss_per_all_target_tokens": per_all,
+      "non_padding_fraction/loss_weights": fraction,
+      "loss": 99.0,  # Not shown.
+  }
+  event = tf.compat.v1.Event(step=step)
+  for tag, value in scalars.items():
+    event.summary.value.add(
+        tag=tag, tensor=tf.make_tensor_proto(value, dtype=tf.float32)
+    )
+  path = os.path.join(task_dir, f"events.out.tfevents.{step}")
+  with tf.io.TFRecordWriter(path) as writer:
+    writer.write(event.SerializeToString())
   os.makedirs(os.path.join(eval_dir, "inference_eval"), exist_ok=True)
   path = os.path.join(eval_dir, "inference_eval", f"{task}-metrics.jsonl")
   with open(path, "a") as f:
