@@ -130,6 +130,19 @@ def test_embedding_of_the_wrong_length_is_an_error(tmp_path):
   assert "MKT" in store and "MKTA" not in store
 
 
+def test_h5_embeddings_read_as_npz_ones(tmp_path):
+  import h5py  # pylint: disable=g-import-not-at-top
+
+  example = datasets.Example("p1", "MKT", np.zeros(3, np.int32))
+  rows = np.arange(24, dtype=np.float32).reshape(3, 8)
+  with h5py.File(tmp_path / "e.h5", "w") as f:
+    f.create_dataset(f"per_residue/{harness.sequence_key('MKT')}", data=rows)
+  store = harness.EmbeddingStore(str(tmp_path / "e.h5"))
+  np.testing.assert_array_equal(store.get(example), rows)
+  assert "MKT" in store and "MK" not in store
+  store.close()
+
+
 def test_missing_files_list_the_layout(tmp_path):
   with pytest.raises(ValueError, match="fluorescence_train.csv  \\(missing\\)"):
     cli.main([
