@@ -139,7 +139,7 @@ def register_completion_task(
   seqio.TaskRegistry.remove(name)
   seqio.TaskRegistry.add(
       name,
-      source=sources.protein_source(
+      source=sources.ProteinSource(
           lambda split: [fasta_path], splits=(SPLIT,), random_crop_splits=()
       ),
       output_features=tasks.output_features(),

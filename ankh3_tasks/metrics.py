@@ -143,7 +143,6 @@ class _DecodedResidues(seqio.metrics.Metric):
 
   num_correct: int
   num_residues: int
-  num_examples: int
 
   model_output_type: ClassVar[seqio.metrics.ModelOutputType] = (
       seqio.metrics.ModelOutputType.PREDICTION
@@ -172,7 +171,7 @@ class _DecodedResidues(seqio.metrics.Metric):
           f"{len(model_output)} predictions for {len(inputs)} examples: the "
           "predictions must be one per example, in order."
       )
-    correct = residues = examples = 0
+    correct = residues = 0
     for i, (ex, prediction) in enumerate(zip(inputs, model_output)):
       if mask is not None and not mask[i]:
         continue
@@ -183,16 +182,12 @@ class _DecodedResidues(seqio.metrics.Metric):
       )
       correct += c
       residues += n
-      examples += 1
-    return cls(
-        num_correct=correct, num_residues=residues, num_examples=examples
-    )
+    return cls(num_correct=correct, num_residues=residues)
 
   def merge(self, other: "_DecodedResidues") -> "_DecodedResidues":
     return type(self)(
         num_correct=self.num_correct + other.num_correct,
         num_residues=self.num_residues + other.num_residues,
-        num_examples=self.num_examples + other.num_examples,
     )
 
 

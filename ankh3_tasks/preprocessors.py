@@ -3,7 +3,7 @@
 A task runs these in order (see `ankh3_tasks.tasks`):
 
   tokenize_sequence          deterministic: text -> ids (`protein`)
-  seqio.CacheDatasetPlaceholder()
+  seqio.CacheDatasetPlaceholder()   (training tasks; not the held-out ones)
   crop_proteins              random in training, fixed in evaluation
   denoise | complete | denoise_or_complete
   seqio.preprocessors.append_eos
@@ -212,6 +212,36 @@ def _num_noise_spans(
   return tf.clip_by_value(spans, 1, tf.maximum(length - num_noise, 1))
 
 
+def _noise_and_spans(
+    max_residues: int, density: float, mean_noise_span_length: float
+) -> tuple[np.ndarray, np.ndarray]:
+  """Masked residues and spans of every protein length 1 .. `max_residues`.
+
+  The numpy twin of `noise_span_mask`'s counts (`_num_noise_residues`, then
+  one span per residue or `_num_noise_spans`): float32 products rounded half
+  to even, as `tf.round` rounds, and the same clipping.
+
+  Args:
+    max_residues: the longest protein an example holds (after cropping).
+    density: the masking probability.
+    mean_noise_span_length: mean residues per masked span.
+
+  Returns:
+    Two int64 [max_residues] arrays: masked residues and masked spans, entry
+    `i` for a protein of `i + 1` residues.
+  """
+  lengths = np.arange(1, max_residues + 1, dtype=np.int64)
+  noise = np.round(np.float32(density) * lengths.astype(np.float32))
+  noise = np.clip(noise.astype(np.int64), 1, np.maximum(lengths - 1, 1))
+  if mean_noise_span_length == 1:
+    return noise, noise
+  spans = np.round(
+      noise.astype(np.float32) / np.float32(mean_noise_span_length)
+  )
+  spans = np.clip(spans.astype(np.int64), 1, np.maximum(lengths - noise, 1))
+  return noise, spans
+
+
 def check_sentinel_budget(
     max_residues: int,
     noise_densities: Sequence[float],
@@ -239,17 +269,12 @@ def check_sentinel_budget(
   for density in noise_densities:
     if not 0 < density < 1:
       raise ValueError(f"A noise density must lie in (0, 1), got {density}.")
-    num_noise = min(
-        max(round(density * max_residues), 1), max(max_residues - 1, 1)
-    )
-    spans = min(
-        max(round(num_noise / mean_noise_span_length), 1),
-        max(max_residues - num_noise, 1),
-    )
-    if spans > num_sentinels:
+    _, spans = _noise_and_spans(max_residues, density, mean_noise_span_length)
+    most = int(np.max(spans, initial=0))
+    if most > num_sentinels:
       raise ValueError(
           f"Masking {density:.0%} of {max_residues} residues with mean span "
-          f"length {mean_noise_span_length} needs up to {spans} sentinels, "
+          f"length {mean_noise_span_length} needs up to {most} sentinels, "
           f"but the vocabulary has {num_sentinels}. Lower the sequence length "
           "or the density, or raise mean_noise_span_length."
       )
@@ -298,19 +323,11 @@ def max_denoise_targets(
   Returns:
     The maximum over every protein length up to `max_residues` and density.
   """
-  lengths = np.arange(1, max_residues + 1, dtype=np.int64)
   longest = 0
   for density in noise_densities:
-    # float32 and half-to-even rounding, as `_num_noise_residues` computes it.
-    noise = np.round(np.float32(density) * lengths.astype(np.float32))
-    noise = np.clip(noise.astype(np.int64), 1, np.maximum(lengths - 1, 1))
-    if mean_noise_span_length == 1:
-      spans = noise
-    else:
-      spans = np.round(
-          noise.astype(np.float32) / np.float32(mean_noise_span_length)
-      ).astype(np.int64)
-      spans = np.clip(spans, 1, np.maximum(lengths - noise, 1))
+    noise, spans = _noise_and_spans(
+        max_residues, density, mean_noise_span_length
+    )
     longest = max(longest, int(np.max(noise + spans)))
   return longest + 1
 

@@ -170,8 +170,16 @@ class _GFileReader(io.RawIOBase):
     super().close()
 
 
-def _open_text(path: str, stats: Optional[ReadStats] = None) -> io.TextIOBase:
-  """Opens a local or remote file as text, gunzipping by content."""
+def open_text(path: str, stats: Optional[ReadStats] = None) -> io.TextIOBase:
+  """Opens a local or remote (`gs://`) file as text, gunzipping by content.
+
+  Args:
+    path: any path `tf.io.gfile` reads.
+    stats: counts the bytes read, when given.
+
+  Returns:
+    A UTF-8 text stream (a byte-order mark dropped, bad bytes replaced).
+  """
   stream = io.BufferedReader(_GFileReader(path, stats), buffer_size=1 << 20)
   if stream.peek(2)[:2] == b"\x1f\x8b":
     stream = gzip.GzipFile(fileobj=stream)
@@ -219,7 +227,7 @@ def read_fasta(path: str, stats: ReadStats) -> Iterator[Record]:
     return _check(record_id, "".join(lines), stats)
 
   try:
-    with _open_text(path, stats) as f:
+    with open_text(path, stats) as f:
       for number, line in enumerate(f, start=1):
         if line.startswith(">"):
           record = flush()
@@ -290,15 +298,15 @@ def read_table(
   name = os.path.basename(path)
   position = {"row": 0, "id": None}
   try:
-    if _strip_gz(path).endswith(".parquet"):
+    if strip_gz(path).endswith(".parquet"):
       yield from _read_parquet(
           path, stats, sequence_column, id_column, position
       )
       return
-    delimiter = "\t" if _strip_gz(path).endswith(".tsv") else ","
+    delimiter = "\t" if strip_gz(path).endswith(".tsv") else ","
     # Titin has over 34,000 residues; lift csv's 131,072-character field cap.
     csv.field_size_limit(1 << 30)
-    with _open_text(path, stats) as f:
+    with open_text(path, stats) as f:
       reader = csv.DictReader(f, delimiter=delimiter)
       names = reader.fieldnames or []
       seq_col, id_col = _table_columns(names, sequence_column, id_column, path)
@@ -372,7 +380,7 @@ def read_lines(path: str, stats: ReadStats) -> Iterator[Record]:
   """Yields one protein per non-blank line; the id is `FILE:LINE`."""
   position = {"row": 0, "id": None}
   try:
-    with _open_text(path, stats) as f:
+    with open_text(path, stats) as f:
       for number, line in enumerate(f, start=1):
         position["row"] = number
         if line.strip():
@@ -384,7 +392,8 @@ def read_lines(path: str, stats: ReadStats) -> Iterator[Record]:
     raise type(e)(_unreadable(path, position, e)) from e
 
 
-def _strip_gz(path: str) -> str:
+def strip_gz(path: str) -> str:
+  """Returns `path` without a trailing `.gz`."""
   return path[:-3] if path.endswith(".gz") else path
 
 
@@ -393,7 +402,7 @@ def file_format(path: str) -> str:
   name = os.path.basename(path).lower()
   if name.endswith(".parquet.gz"):
     raise ValueError(f"{path}: Parquet compresses itself; do not gzip it.")
-  name = _strip_gz(name)
+  name = strip_gz(name)
   if ".tfrecord" in name:
     return "tfrecord"
   ext = os.path.splitext(name)[1]
@@ -457,7 +466,10 @@ def _clean_sequence_tf(
   return sequence, keep
 
 
+# What `ankh3_tasks.prepare` writes: the manifest, written last, and the
+# folder of a run in progress.
 PREPARED_MANIFEST = "MANIFEST.json"
+PREPARED_WORK = ".work"
 
 
 def is_prepared(paths: Sequence[str]) -> bool:
@@ -481,6 +493,10 @@ def is_prepared(paths: Sequence[str]) -> bool:
   )
 
 
+# TFRecord shards read at once.
+_CYCLE_LENGTH = 16
+
+
 def tfrecord_dataset(
     paths: Sequence[str],
     stats: ReadStats,
@@ -488,12 +504,11 @@ def tfrecord_dataset(
     sequence_key: str = "sequence",
     id_key: str = "id",
     trusted: bool = False,
-    cycle_length: int = 16,
 ) -> tf.data.Dataset:
   """Reads `tf.train.Example` shards with a bytes `sequence` (and `id`).
 
-  Up to `cycle_length` shards are read at once, their records interleaved in
-  a fixed order.
+  Up to `_CYCLE_LENGTH` shards are read at once, their records interleaved
+  in a fixed order.
 
   Args:
     paths: the shards, in this order (gzipped if named `.gz`).
@@ -505,7 +520,6 @@ def tfrecord_dataset(
       the checks. The dataset is then pure graph, so T5X can checkpoint its
       position (checking reports bad records through Python, which cannot be
       saved).
-    cycle_length: shards read at once.
 
   Returns:
     A dataset of {"id", "sequence"} string scalars.
@@ -527,7 +541,7 @@ def tfrecord_dataset(
   ds = tf.data.Dataset.from_tensor_slices((list(paths), compression))
   ds = ds.interleave(
       lambda path, kind: tf.data.TFRecordDataset(path, compression_type=kind),
-      cycle_length=max(1, min(cycle_length, len(paths))),
+      cycle_length=max(1, min(_CYCLE_LENGTH, len(paths))),
       num_parallel_calls=tf.data.AUTOTUNE,
       deterministic=True,
   )
@@ -642,7 +656,7 @@ def split_files(directory: str, split: str) -> list[str]:
       unfinished preparation.
   """
   if tf.io.gfile.exists(
-      os.path.join(directory, ".work")
+      os.path.join(directory, PREPARED_WORK)
   ) and not tf.io.gfile.exists(os.path.join(directory, PREPARED_MANIFEST)):
     raise ValueError(
         f"{directory} holds an unfinished `ankh3_tasks.prepare` run (no "
@@ -736,13 +750,3 @@ class ProteinSource(seqio.DataSource):
     ds = protein_dataset(paths, stats, **self._table_options)
     random_crop = tf.constant(split in self._random_crop_splits)
     return ds.map(lambda r: {**r, "random_crop": random_crop})
-
-
-def protein_source(
-    files_fn: Callable[[str], Sequence[str]],
-    splits: Iterable[str] = ("train", "validation"),
-    random_crop_splits: Iterable[str] = ("train",),
-    **table_options,
-) -> seqio.DataSource:
-  """Returns a `ProteinSource` over `files_fn`; see its arguments."""
-  return ProteinSource(files_fn, splits, random_crop_splits, **table_options)

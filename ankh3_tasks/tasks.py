@@ -63,17 +63,23 @@ def _add_task(
     *,
     max_residues: Optional[int],
     eval_window: str,
+    cacheable: bool = True,
     metric_objs: Sequence[type[seqio.metrics.Metric]] = (),
 ) -> seqio.Task:
-  """(Re-)registers a task: tokenize, cache point, crop, `objective`, `</s>`."""
+  """(Re-)registers a task: tokenize, cache point, crop, `objective`, `</s>`.
+
+  Without `cacheable` the task has no cache point; seqio then reads it from
+  the files even when a run asks for cached tasks (`USE_CACHED_TASKS`).
+  """
   seqio.TaskRegistry.remove(name)
+  cache = [seqio.CacheDatasetPlaceholder()] if cacheable else []
   return seqio.TaskRegistry.add(
       name,
       source=source,
       output_features=output_features(vocabulary),
       preprocessors=[
           preprocessors.tokenize_sequence,
-          seqio.CacheDatasetPlaceholder(),
+          *cache,
           functools.partial(
               preprocessors.crop_proteins,
               max_residues=max_residues,
@@ -138,7 +144,7 @@ def register_ankh3_tasks(
       split_fraction=split_fraction,
       num_sentinels=vocabulary.num_sentinels,
   )
-  source = sources.protein_source(files_fn, splits, ("train",), **table_options)
+  source = sources.ProteinSource(files_fn, splits, ("train",), **table_options)
   denoise_options = dict(
       noise_densities=tuple(noise_densities),
       mean_noise_span_length=mean_noise_span_length,
@@ -255,7 +261,7 @@ def register_ankh3_eval_tasks(
       split_fraction=split_fraction,
       num_sentinels=vocabulary.num_sentinels,
   )
-  source = sources.protein_source(files_fn, splits, (), **table_options)
+  source = sources.ProteinSource(files_fn, splits, (), **table_options)
   names = eval_task_names(prefix, noise_densities)
   objectives = {}
   denoise_kinds = [kind for kind in names if kind != COMPLETE]
@@ -279,6 +285,9 @@ def register_ankh3_eval_tasks(
           objective,
           max_residues=max_residues,
           eval_window=eval_window,
+          # Held-out splits are small and not cached, so a run with
+          # USE_CACHED_TASKS reads them from the files.
+          cacheable=False,
           metric_objs=[
               metrics.TokenCrossEntropy,
               (

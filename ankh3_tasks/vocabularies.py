@@ -312,6 +312,9 @@ class Ankh3Vocabulary(seqio.Vocabulary):
     ).values
     # A comparison with every multi-character token, not a lookup table:
     # tables are stateful and would stop T5X from checkpointing the dataset.
+    # A token matched by the pattern but absent from the table (such as
+    # <extra_id_999>) matches no name and is read as plain characters, like
+    # in `_encode`.
     names = [t for t in self._id_of if len(t) > 1]
     keys = tf.constant(names)
     values = tf.constant([self._id_of[t] for t in names], dtype=tf.int32)
@@ -319,13 +322,6 @@ class Ankh3Vocabulary(seqio.Vocabulary):
     special = tf.where(
         tf.reduce_any(matches, axis=1),
         tf.gather(values, tf.argmax(tf.cast(matches, tf.int32), axis=1)),
-        _SPECIAL_MISS,
-    )
-    # A token matched by the pattern but absent from the table (such as
-    # <extra_id_999>) is read as plain characters, like in `_encode`.
-    special = tf.where(
-        tf.strings.regex_full_match(pieces, _SPECIAL_PATTERN),
-        special,
         _SPECIAL_MISS,
     )
     chars = tf.strings.unicode_decode(pieces, "UTF-8", errors="replace")

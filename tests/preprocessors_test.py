@@ -291,6 +291,48 @@ def test_too_many_sentinels_fail_at_construction(
   preprocessors.check_sentinel_budget(max_residues, densities, 2.0)
 
 
+def test_dense_masking_with_single_spans_is_refused_up_front():
+  # One sentinel per masked residue: 90% of 510 needs 459 > 225 sentinels,
+  # which `denoise` would only hit as a TF error mid-pipeline.
+  with pytest.raises(ValueError, match="needs up to 459 sentinels"):
+    preprocessors.check_sentinel_budget(510, (0.9,), 1.0)
+
+
+@pytest.mark.parametrize("mean_noise_span_length", [1.0, 2.0, 3.0, 2.5])
+@pytest.mark.parametrize(
+    "max_residues, density",
+    [(1, 0.15), (2, 0.5), (9, 0.9), (40, 0.3), (97, 0.15), (300, 0.7)],
+)
+def test_numpy_noise_counts_equal_the_tf_counts(
+    max_residues, density, mean_noise_span_length
+):
+  noise, spans = preprocessors._noise_and_spans(
+      max_residues, density, mean_noise_span_length
+  )
+  lengths = tf.range(1, max_residues + 1)
+  tf_noise = preprocessors._num_noise_residues(
+      lengths, tf.constant(density, tf.float32)
+  )
+  if mean_noise_span_length == 1:
+    tf_spans = tf_noise  # noise_span_mask: one span per masked residue.
+  else:
+    tf_spans = preprocessors._num_noise_spans(
+        tf_noise, lengths, mean_noise_span_length
+    )
+  np.testing.assert_array_equal(noise, tf_noise.numpy())
+  np.testing.assert_array_equal(spans, tf_spans.numpy())
+  # And what the mask itself holds.
+  for length in sorted({1, max(max_residues // 2, 1), max_residues}):
+    mask, starts = preprocessors.noise_span_mask(
+        tf.constant(length),
+        tf.constant([length, 7]),
+        noise_density=tf.constant(density, tf.float32),
+        mean_noise_span_length=mean_noise_span_length,
+    )
+    assert int(tf.reduce_sum(tf.cast(mask, tf.int32))) == noise[length - 1]
+    assert int(tf.reduce_sum(tf.cast(starts, tf.int32))) == spans[length - 1]
+
+
 def test_too_many_sentinels_fail_for_the_run_sequence_length():
   ds = tf.data.Dataset.from_tensors(
       {"protein": np.arange(3, 10, dtype=np.int32)}
@@ -329,6 +371,27 @@ def test_random_steps_come_after_the_cache_placeholder():
   assert names.index(preprocessors.tokenize_sequence) < cache
   assert names.index(preprocessors.crop_proteins) > cache
   assert names.index(preprocessors.denoise_or_complete) > cache
+
+
+def test_eval_tasks_are_read_uncached_when_a_run_asks_for_the_cache():
+  # USE_CACHED_TASKS True caches the training task; the held-out tasks have
+  # no cache step, so seqio reads them from the files instead of failing.
+  task = seqio.get_mixture_or_task("ankh3_sample_eval_denoise_15")
+  assert not task.supports_caching
+  lengths = {"inputs": 128, "targets": 80}
+  cached, uncached = (
+      list(
+          task.get_dataset(
+              lengths, split="validation", use_cached=use_cached, seed=0
+          )
+          .take(3)
+          .as_numpy_iterator()
+      )
+      for use_cached in (True, False)
+  )
+  for a, b in zip(cached, uncached, strict=True):
+    np.testing.assert_array_equal(a["inputs"], b["inputs"])
+    np.testing.assert_array_equal(a["targets"], b["targets"])
 
 
 def test_max_residues_sets_the_crop(tmp_path):

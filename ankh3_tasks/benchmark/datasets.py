@@ -153,15 +153,6 @@ SSP_VALID_FRACTION = 0.05
 # --------------------------------------------------------------- reading
 
 
-def _open_text(path: str):
-  # The pretraining readers' opener: local or gs://, gzip by content.
-  return sources._open_text(path)  # pylint: disable=protected-access
-
-
-def _strip_gz(path: str) -> str:
-  return path[:-3] if path.endswith(".gz") else path
-
-
 def _table_rows(
     path: str, columns: Sequence[str], id_column: Optional[str]
 ) -> Iterator[tuple[str, str, dict[str, str]]]:
@@ -170,10 +161,10 @@ def _table_rows(
   `where` names the file, the row and (from `id_column`) the id, for errors.
   """
   name = os.path.basename(path)
-  delimiter = "\t" if _strip_gz(path).endswith(".tsv") else ","
+  delimiter = "\t" if sources.strip_gz(path).endswith(".tsv") else ","
   # Titin has over 34,000 residues; lift csv's 131,072-character field cap.
   csv.field_size_limit(1 << 30)
-  with _open_text(path) as f:
+  with sources.open_text(path) as f:
     reader = csv.DictReader(f, delimiter=delimiter)
     names = reader.fieldnames or []
     for column in columns:
@@ -544,7 +535,7 @@ def read_proteinnet(path: str) -> list[Example]:
   """
   examples = []
   record = None
-  with _open_text(path) as f:
+  with sources.open_text(path) as f:
     for number, line in enumerate(f, start=1):
       text = line.rstrip("\r\n")
       if not text.strip():
@@ -667,7 +658,7 @@ def read_contact_json(path: str) -> list[Example]:
       residue without coordinates, coordinates not about 3.8 Angstrom apart
       (picometres, say), a bad sequence.
   """
-  with _open_text(path) as f:
+  with sources.open_text(path) as f:
     text = f.read()
   name = os.path.basename(path)
   records = []
@@ -781,7 +772,7 @@ def _reader(name: str, options: Mapping[str, Any]) -> Callable[..., Any]:
 
   def read_contacts(path, split):
     del split
-    if _strip_gz(path).endswith((".json", ".jsonl")):
+    if sources.strip_gz(path).endswith((".json", ".jsonl")):
       return read_contact_json(path, **options)
     return read_proteinnet(path, **options)
 
