@@ -68,4 +68,4 @@ def load_model(
   """
   from ankh3_tasks import plan  # pylint: disable=g-import-not-at-top
 
-  return plan.load_gin([gin_file], bindings, (*search_paths, os.getcwd())).model
+  return plan.load_gin([gin_file], bindings, search_paths).model

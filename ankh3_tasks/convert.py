@@ -24,6 +24,7 @@ import os
 import sys
 from typing import Any, Optional
 
+import jax
 import numpy as np
 
 from ankh3_tasks import checkpoints
@@ -307,14 +308,10 @@ def hf_to_t5x(model: Any) -> tuple[Params, network.Ankh3Config]:
   params["decoder"]["logits_dense"] = {
       "kernel": _dense_to_t5x(sd["lm_head.weight"], (d, cfg.vocab_size))
   }
-  params = _map(lambda x: np.ascontiguousarray(x, np.float32), params)
+  params = jax.tree_util.tree_map(
+      lambda x: np.ascontiguousarray(x, np.float32), params
+  )
   return params, cfg
-
-
-def _map(fn, tree):
-  if isinstance(tree, dict):
-    return {k: _map(fn, v) for k, v in tree.items()}
-  return fn(tree)
 
 
 _CHECKED_FIELDS = (
@@ -360,7 +357,6 @@ def save_t5x(params: Params, model: Any, output_dir: str, step: int = 0) -> str:
     The checkpoint directory.
   """
   import flax  # pylint: disable=g-import-not-at-top
-  import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from t5x import checkpoints as t5x_checkpoints  # pylint: disable=g-import-not-at-top

@@ -56,7 +56,7 @@ the arithmetic (`model_flops`, `activation_bytes_per_row`, `plan_run`,
 """
 
 import argparse
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 import dataclasses
 import functools
 import json
@@ -627,6 +627,10 @@ def _query(key: str) -> Any:
   return value
 
 
+# Paths `load_gin` has added to gin's search path.
+_GIN_SEARCH_PATHS: set[str] = set()
+
+
 def load_gin(
     gin_files: Sequence[str],
     bindings: Sequence[str] = (),
@@ -635,10 +639,12 @@ def load_gin(
   """Parses gin files as `python -m t5x.train` does and builds the model.
 
   The search path is `search_paths`, this package's gin tree and T5X's
-  (for `t5x/configs/...`). The run files `import __main__ as train_script`:
-  `t5x.train` stands in for `__main__` while they are parsed. Nothing is
-  finalised, so `MODEL_DIR` and the like may stay unset; a model file alone
-  gets `DROPOUT_RATE = 0.0`. Gin's global config is cleared afterwards.
+  (for `t5x/configs/...`), after the current directory; each is added to
+  gin's process-wide search path once. The run files
+  `import __main__ as train_script`: `t5x.train` stands in for `__main__`
+  while they are parsed. Nothing is finalised, so `MODEL_DIR` and the like
+  may stay unset; a model file alone gets `DROPOUT_RATE = 0.0`. Gin's global
+  config is cleared afterwards.
 
   Args:
     gin_files: e.g. `["gin/experiments/ankh3_large_pretrain.gin"]`.
@@ -662,7 +668,10 @@ def load_gin(
         gin_search_path.gin_search_path(),
         os.path.dirname(os.path.dirname(os.path.abspath(t5x.__file__))),
     ):
-      gin.add_config_file_search_path(path)
+      # Gin's search path is process-wide and `clear_config` keeps it.
+      if path not in _GIN_SEARCH_PATHS:
+        _GIN_SEARCH_PATHS.add(path)
+        gin.add_config_file_search_path(path)
     gin.parse_config_files_and_bindings(
         list(gin_files), list(bindings), finalize_config=False
     )
@@ -720,6 +729,24 @@ def _abstract_train_state(model: Any) -> Any:
   return jax.eval_shape(init, jax.random.PRNGKey(0))
 
 
+def _ways(
+    mesh_axes: Optional[str | Sequence[str]], mesh_shape: Mapping[str, int]
+) -> int:
+  """Ways a dimension is split: the product of the sizes of its mesh axes.
+
+  Args:
+    mesh_axes: one entry of a `PartitionSpec` (None: not split).
+    mesh_shape: `{"data": ..., "model": ...}`.
+
+  Returns:
+    The ways, 1 for None.
+  """
+  if mesh_axes is None:
+    return 1
+  names = (mesh_axes,) if isinstance(mesh_axes, str) else mesh_axes
+  return math.prod(mesh_shape[n] for n in names)
+
+
 def state_sizes(
     model: Any,
     mesh_shape: Mapping[str, int],
@@ -760,11 +787,7 @@ def state_sizes(
     )
     local = list(leaf.shape)
     for i, mesh_axes in enumerate(spec):
-      if mesh_axes is None:
-        continue
-      names = (mesh_axes,) if isinstance(mesh_axes, str) else mesh_axes
-      ways = math.prod(mesh_shape[n] for n in names)
-      local[i] = -(-local[i] // ways)
+      local[i] = -(-local[i] // _ways(mesh_axes, mesh_shape))
     size = math.prod(local) * leaf.dtype.itemsize
     if key.startswith("target/"):
       count = math.prod(leaf.shape)
@@ -804,12 +827,7 @@ def activation_shards(
       ("embed", ("batch", "length", "embed")),
   ):
     spec = flax_partitioning.logical_to_mesh_axes(logical, rules)
-    ways = 1
-    for mesh_axes in tuple(spec)[1:]:
-      if mesh_axes is not None:
-        names = (mesh_axes,) if isinstance(mesh_axes, str) else mesh_axes
-        ways *= math.prod(mesh_shape[n] for n in names)
-    shards[name] = ways
+    shards[name] = math.prod(_ways(a, mesh_shape) for a in tuple(spec)[1:])
   return shards
 
 
@@ -868,6 +886,57 @@ def saved_residual_bytes(
   return total
 
 
+def _t5x_training(
+    model: Any,
+    batch: Mapping[str, Any],
+    learning_rate_fn: Callable[[Any], Any],
+    microbatches: int = 1,
+) -> tuple[Any, Callable[[Any], Any]]:
+  """T5X's train-state initializer and a `Trainer` factory, as `t5x.train`.
+
+  Both on a `PjitPartitioner(num_partitions=1)`.
+
+  Args:
+    model: T5X's `EncoderDecoderModel`.
+    batch: arrays or `jax.ShapeDtypeStruct`s of the `FEATURES` (int32).
+    learning_rate_fn: the `Trainer`'s, a function of the step.
+    microbatches: `Trainer(num_microbatches=...)` (1 for None).
+
+  Returns:
+    (`utils.TrainStateInitializer`, function of a train state, concrete or
+    abstract, -> `Trainer`).
+  """
+  import jax  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from t5x import partitioning  # pylint: disable=g-import-not-at-top
+  from t5x import trainer as trainer_lib  # pylint: disable=g-import-not-at-top
+  from t5x import utils  # pylint: disable=g-import-not-at-top
+
+  partitioner = partitioning.PjitPartitioner(num_partitions=1)
+  initializer = utils.TrainStateInitializer(
+      optimizer_def=model.optimizer_def,
+      init_fn=model.get_initial_variables,
+      input_shapes={k: v.shape for k, v in batch.items()},
+      input_types={k: np.int32 for k in batch},
+      partitioner=partitioner,
+  )
+
+  def make_trainer(train_state: Any) -> Any:
+    return trainer_lib.Trainer(
+        model=model,
+        train_state=train_state,
+        partitioner=partitioner,
+        eval_names=[],
+        summary_dir=None,
+        train_state_axes=initializer.train_state_axes,
+        rng=jax.random.PRNGKey(0),
+        learning_rate_fn=learning_rate_fn,
+        num_microbatches=microbatches if microbatches > 1 else None,
+    )
+
+  return initializer, make_trainer
+
+
 def xla_train_step_bytes(
     model: Any, rows: int, inputs: int, targets: int, microbatches: int = 1
 ) -> int:
@@ -887,33 +956,12 @@ def xla_train_step_bytes(
   Returns:
     `temp_size_in_bytes + argument_size_in_bytes`.
   """
-  import jax  # pylint: disable=g-import-not-at-top
-  import numpy as np  # pylint: disable=g-import-not-at-top
-  from t5x import partitioning  # pylint: disable=g-import-not-at-top
-  from t5x import trainer as trainer_lib  # pylint: disable=g-import-not-at-top
-  from t5x import utils  # pylint: disable=g-import-not-at-top
-
   batch = _abstract_batch(rows, inputs, targets)
-  partitioner = partitioning.PjitPartitioner(num_partitions=1)
-  initializer = utils.TrainStateInitializer(
-      optimizer_def=model.optimizer_def,
-      init_fn=model.get_initial_variables,
-      input_shapes={k: v.shape for k, v in batch.items()},
-      input_types={k: np.int32 for k in batch},
-      partitioner=partitioner,
+  initializer, make_trainer = _t5x_training(
+      model, batch, lambda step: 1e-2, microbatches
   )
   state = initializer.global_train_state_shape
-  trainer = trainer_lib.Trainer(
-      model=model,
-      train_state=state,
-      partitioner=partitioner,
-      eval_names=[],
-      summary_dir=None,
-      train_state_axes=initializer.train_state_axes,
-      rng=jax.random.PRNGKey(0),
-      learning_rate_fn=lambda step: 1e-2,
-      num_microbatches=microbatches if microbatches > 1 else None,
-  )
+  trainer = make_trainer(state)
   # pylint: disable-next=protected-access
   lowered = trainer._partitioned_train_step.lower(state, batch)
   trainer.close()
@@ -1137,24 +1185,22 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         batch_size=settings["batch_size"],
         microbatches=microbatches,
     )
-    if not 0 < args.mfu <= 1:
-      raise ValueError(f"MFU {args.mfu} is not in (0, 1].")
+    plan = plan_run(
+        cfg,
+        state_sizes(run.model, shape, run.rules),
+        topology,
+        batch_size=settings["batch_size"],
+        inputs_length=settings["inputs_length"],
+        targets_length=settings["targets_length"],
+        num_partitions=partitions,
+        microbatches=microbatches,
+        steps=settings["steps"],
+        mfu=args.mfu,
+        activation_shards=activation_shards(shape, run.rules),
+    )
   except ValueError as e:
     print(f"refused: {e}", file=sys.stderr)
     return 1
-  plan = plan_run(
-      cfg,
-      state_sizes(run.model, shape, run.rules),
-      topology,
-      batch_size=settings["batch_size"],
-      inputs_length=settings["inputs_length"],
-      targets_length=settings["targets_length"],
-      num_partitions=partitions,
-      microbatches=microbatches,
-      steps=settings["steps"],
-      mfu=args.mfu,
-      activation_shards=activation_shards(shape, run.rules),
-  )
   notes = _config_notes(cfg, run.dropout_rate)
   devices = settings["num_devices"]
   if devices is not None and devices != topology.devices:

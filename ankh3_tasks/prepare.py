@@ -32,6 +32,7 @@ which the `ankh3_uniref50_*` tasks read with `ANKH3_DATA_DIR=DIR`.
 import argparse
 import collections
 import concurrent.futures
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -59,9 +60,9 @@ DEFAULT_NUM_SHARDS = 64
 DEFAULT_NUM_EVAL_SHARDS = 16
 # ~5,900 of UniRef50's 59.1M sequences (the public export holds out ~6k).
 DEFAULT_VALIDATION_FRACTION = 1e-4
-MANIFEST = "MANIFEST.json"
+MANIFEST = sources.PREPARED_MANIFEST
 STATS = "stats.json"
-WORK = ".work"
+WORK = sources.PREPARED_WORK
 
 TOO_LONG = "too long"
 DUPLICATE_ID = "duplicate id"
@@ -837,23 +838,21 @@ def _run_here(inputs, output_dir, settings, progress, workers):
   start = time.monotonic()
   written = sum(e["stats"]["records"] for e in entries.values())
   jobs = [(output_dir, settings, split, shard) for split, shard in todo]
-  if workers > 1 and len(jobs) > 1:
-    # Spawned, not forked: TensorFlow's threads do not survive a fork.
-    context = multiprocessing.get_context("spawn")
-    with concurrent.futures.ProcessPoolExecutor(
-        max_workers=workers,
-        mp_context=context,
-        initializer=_die_with_parent,
-        initargs=(os.getpid(),),
-    ) as pool:
-      for job, entry in zip(jobs, pool.map(_write_shard_job, jobs)):
-        _mark_done(done_dir, job, entry)
-        entries[job[2], job[3]] = entry
-        written += entry["stats"]["records"]
-        meter.update(written)
-  else:
-    for job in jobs:
-      entry = _write_shard_job(job)
+  with contextlib.ExitStack() as stack:
+    if workers > 1 and len(jobs) > 1:
+      # Spawned, not forked: TensorFlow's threads do not survive a fork.
+      pool = stack.enter_context(
+          concurrent.futures.ProcessPoolExecutor(
+              max_workers=workers,
+              mp_context=multiprocessing.get_context("spawn"),
+              initializer=_die_with_parent,
+              initargs=(os.getpid(),),
+          )
+      )
+      results = pool.map(_write_shard_job, jobs)
+    else:
+      results = map(_write_shard_job, jobs)
+    for job, entry in zip(jobs, results):
       _mark_done(done_dir, job, entry)
       entries[job[2], job[3]] = entry
       written += entry["stats"]["records"]

@@ -94,29 +94,9 @@ def build_model(gin_file: str, bindings: tuple[str, ...] = ()):
   return checkpoints.load_model(gin_file, [_REPO], bindings)
 
 
-def batch_shapes(
-    batch: int, inputs: int, targets: int
-) -> dict[str, tuple[int, int]]:
-  """The shape of each of `FEATURES` in a batch."""
-  return {
-      k: (batch, targets if k.startswith("decoder") else inputs)
-      for k in FEATURES
-  }
-
-
 def count_params(model) -> int:
-  """Parameter count from `jax.eval_shape` of T5X's init (nothing allocated)."""
-  import jax  # pylint: disable=g-import-not-at-top
-
-  shapes = jax.eval_shape(
-      lambda rng: model.get_initial_variables(
-          rng, batch_shapes(1, 8, 8), {k: np.int32 for k in FEATURES}
-      ),
-      jax.random.PRNGKey(0),
-  )
-  return sum(
-      int(np.prod(x.shape)) for x in jax.tree_util.tree_leaves(shapes["params"])
-  )
+  """Parameter count from T5X's abstract train state (nothing allocated)."""
+  return plan.state_sizes(model, {"data": 1, "model": 1}, ()).params
 
 
 def packed_batch(
@@ -198,39 +178,17 @@ def t5x_training(model, batch: int, inputs: int, targets: int):
   Returns:
     (`utils.TrainStateInitializer`, function of a train state -> `Trainer`).
   """
-  import jax  # pylint: disable=g-import-not-at-top
-  from t5x import partitioning  # pylint: disable=g-import-not-at-top
-  from t5x import trainer as trainer_lib  # pylint: disable=g-import-not-at-top
   from t5x import utils  # pylint: disable=g-import-not-at-top
 
-  partitioner = partitioning.PjitPartitioner(num_partitions=1)
-  initializer = utils.TrainStateInitializer(
-      optimizer_def=model.optimizer_def,
-      init_fn=model.get_initial_variables,
-      input_shapes=batch_shapes(batch, inputs, targets),
-      input_types={k: np.int32 for k in FEATURES},
-      partitioner=partitioner,
+  # Learning rate as gin/runs/ankh3_pretrain.gin sets it.
+  learning_rate = utils.create_learning_rate_scheduler(
+      factors="constant * rsqrt_decay",
+      base_learning_rate=1.0,
+      warmup_steps=10000,
   )
-
-  def make_trainer(train_state):
-    # Learning rate as gin/runs/ankh3_pretrain.gin sets it.
-    return trainer_lib.Trainer(
-        model=model,
-        train_state=train_state,
-        partitioner=partitioner,
-        eval_names=[],
-        summary_dir=None,
-        train_state_axes=initializer.train_state_axes,
-        rng=jax.random.PRNGKey(0),
-        learning_rate_fn=utils.create_learning_rate_scheduler(
-            factors="constant * rsqrt_decay",
-            base_learning_rate=1.0,
-            warmup_steps=10000,
-        ),
-        num_microbatches=None,
-    )
-
-  return initializer, make_trainer
+  # pylint: disable=protected-access
+  abstract = plan._abstract_batch(batch, inputs, targets)
+  return plan._t5x_training(model, abstract, learning_rate)
 
 
 def measure(name: str, model, batch: int, inputs: int, targets: int, args):
@@ -238,12 +196,7 @@ def measure(name: str, model, batch: int, inputs: int, targets: int, args):
   import jax  # pylint: disable=g-import-not-at-top
 
   initializer, make_trainer = t5x_training(model, batch, inputs, targets)
-  params = sum(
-      int(np.prod(x.shape))
-      for x in jax.tree_util.tree_leaves(
-          initializer.global_train_state_shape.params
-      )
-  )
+  params = count_params(model)
   trainer = make_trainer(initializer.from_scratch(jax.random.PRNGKey(0)))
   rng = np.random.default_rng(args.seed)
   batches = [
@@ -254,9 +207,15 @@ def measure(name: str, model, batch: int, inputs: int, targets: int, args):
   trainer.compile_train(batches[0])
   compile_s = time.perf_counter() - tick
   # The executable `Trainer.train` would call (pre-compiled by compile_train).
-  step = trainer._compiled_train_step  # pylint: disable=protected-access
+  # pylint: disable=protected-access
+  step = trainer._compiled_train_step
   xla = _xla_flops(step.cost_analysis())
-  _, matmul = xla_lowered_flops(model, batch, inputs, targets)
+  matmul = hlo_matmul_flops(
+      trainer._partitioned_train_step.lower(
+          trainer.train_state, batches[0]
+      ).as_text()
+  )
+  # pylint: enable=protected-access
 
   state = trainer.train_state
   times = []
@@ -335,14 +294,11 @@ def xla_lowered_flops(
   Returns:
     (`cost_analysis()` FLOPs, all operations; FLOPs of the matmuls alone).
   """
-  import jax  # pylint: disable=g-import-not-at-top
-
   initializer, make_trainer = t5x_training(model, batch, inputs, targets)
   state = initializer.global_train_state_shape
-  abstract = {
-      k: jax.ShapeDtypeStruct(shape, np.int32)
-      for k, shape in batch_shapes(batch, inputs, targets).items()
-  }
+  abstract = plan._abstract_batch(  # pylint: disable=protected-access
+      batch, inputs, targets
+  )
   trainer = make_trainer(state)
   # pylint: disable-next=protected-access
   lowered = trainer._partitioned_train_step.lower(state, abstract)

@@ -2,7 +2,6 @@
 end to end with the tiny model (marker `t5x`; the end-to-end tests `slow`)."""
 
 import json
-import os
 import re
 import sys
 
@@ -11,12 +10,12 @@ import pytest
 from ankh3_tasks import complete
 from ankh3_tasks import vocabularies
 
+from conftest import REPO
 from conftest import run_module
 from conftest import write_fasta
 
 pytestmark = pytest.mark.t5x
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXPERIMENT = "gin/experiments/ankh3_tiny_complete.gin"
 PROTEINS = {
     "p1": "MKTAYIAK",

@@ -90,16 +90,14 @@ def init_params(model, seed=0):
   )["params"]
 
 
-def run_module(module, *flags, cwd=REPO):
+def run_module(module, *flags, cwd=REPO, timeout=600):
   """Runs `python -m module flags...`; fails the test with its stderr."""
-  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
   run = subprocess.run(
       [sys.executable, "-m", module, *flags],
       cwd=cwd,
-      env=env,
       capture_output=True,
       text=True,
-      timeout=600,
+      timeout=timeout,
   )
   assert run.returncode == 0, run.stderr[-5000:]
   return run
@@ -115,8 +113,12 @@ def tiny_checkpoint(tmp_path_factory):
       f'--gin.MODEL_DIR="{model_dir}"',
       *(
           f"--gin.{m}=10"
-          for m in ("TRAIN_STEPS", "CHECKPOINT_PERIOD", "EVAL_PERIOD")
+          for m in (
+              "TRAIN_STEPS",
+              "CHECKPOINT_PERIOD",
+              "EVAL_PERIOD",
+              "STATS_PERIOD",
+          )
       ),
-      "--gin.STATS_PERIOD=10",
   )
   return model_dir / "checkpoint_10"

@@ -1,6 +1,5 @@
 """Tests of T5X <-> Hugging Face conversion (marker `t5x`)."""
 
-import os
 import subprocess
 import sys
 
@@ -8,6 +7,7 @@ import numpy as np
 import pytest
 
 from ankh3_tasks import checkpoints
+from conftest import REPO
 from conftest import small_ankh3_config
 
 pytestmark = pytest.mark.t5x
@@ -15,7 +15,6 @@ pytestmark = pytest.mark.t5x
 torch = pytest.importorskip("torch", reason="needs torch")
 transformers = pytest.importorskip("transformers", reason="needs transformers")
 
-_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _TOL = 1e-4
 
 
@@ -197,7 +196,7 @@ def test_config_mismatch_names_the_field():
   with pytest.raises(ValueError, match="mlp_dim.*64.*128"):
     convert.check_config(_config(), _config(mlp_dim=128))
   _, found = convert.hf_to_t5x(_random_hf())
-  model = checkpoints.load_model("gin/models/ankh3_tiny.gin", [_REPO])
+  model = checkpoints.load_model("gin/models/ankh3_tiny.gin", [REPO])
   with pytest.raises(ValueError, match="emb_dim"):
     convert.check_config(model.module.config, found)
 
@@ -206,7 +205,7 @@ def test_config_mismatch_names_the_field():
 def test_t5x_train_resumes_from_converted_hf_model(tmp_path):
   from ankh3_tasks import convert  # pylint: disable=g-import-not-at-top
 
-  model = checkpoints.load_model("gin/models/ankh3_tiny.gin", [_REPO])
+  model = checkpoints.load_model("gin/models/ankh3_tiny.gin", [REPO])
   cfg = model.module.config
   torch.manual_seed(0)
   hf = transformers.T5ForConditionalGeneration(convert.hf_config(cfg)).eval()
@@ -225,7 +224,7 @@ def test_t5x_train_resumes_from_converted_hf_model(tmp_path):
           "--gin_file=gin/models/ankh3_tiny.gin",
           f"--output={model_dir}",
       ],
-      cwd=_REPO,
+      cwd=REPO,
       check=True,
   )
   assert (model_dir / "checkpoint_0").is_dir()
@@ -245,7 +244,7 @@ def test_t5x_train_resumes_from_converted_hf_model(tmp_path):
           "--gin.EVAL_STEPS=1",
           "--alsologtostderr",
       ],
-      cwd=_REPO,
+      cwd=REPO,
       capture_output=True,
       text=True,
       timeout=300,

@@ -1,19 +1,18 @@
 """Tests of `ankh3_tasks.embed` (marker `t5x`; CLI on a checkpoint: slow)."""
 
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
+from conftest import REPO
 from conftest import init_params
+from conftest import run_module
 from conftest import small_ankh3_model
 from conftest import write_fasta
 
 pytestmark = pytest.mark.t5x
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RNG = np.random.default_rng(0)
 LETTERS = "ALGVSREDTIPKFQNYMHWC"
 
@@ -270,25 +269,15 @@ def test_cli_on_a_real_checkpoint(tiny_checkpoint, tmp_path):
       [(k, [v]) for k, v in proteins.items()] + [("bad", ["M1"])],
   )
   out = tmp_path / "emb.npz"
-  run = subprocess.run(
-      [
-          sys.executable,
-          "-m",
-          "ankh3_tasks.embed",
-          f"--checkpoint={checkpoint}",
-          "--gin_file=gin/models/ankh3_tiny.gin",
-          f"--input={fasta}",
-          f"--output={out}",
-          "--task_token=S2S",
-          "--max_length=130",
-      ],
-      cwd=REPO,
-      env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
-      capture_output=True,
-      text=True,
-      timeout=600,
+  run = run_module(
+      "ankh3_tasks.embed",
+      f"--checkpoint={checkpoint}",
+      "--gin_file=gin/models/ankh3_tiny.gin",
+      f"--input={fasta}",
+      f"--output={out}",
+      "--task_token=S2S",
+      "--max_length=130",
   )
-  assert run.returncode == 0, run.stderr[-5000:]
   assert "read 4, kept 3, skipped 1 (invalid characters: 1)" in run.stdout
   assert "'bad'" in run.stderr
   model = embed.load_model(os.path.join(REPO, "gin/models/ankh3_tiny.gin"))

@@ -16,9 +16,10 @@ from ankh3_tasks import gin_search_path
 from ankh3_tasks import mesh
 from ankh3_tasks import preprocessors
 
+from conftest import REPO
+
 pytestmark = pytest.mark.t5x
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GIN_ROOT = gin_search_path.gin_search_path()
 
 # Each shipped file in at least one combination T5X is run with; the

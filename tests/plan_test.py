@@ -15,7 +15,8 @@ import pytest
 
 from ankh3_tasks import plan
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from conftest import REPO
+
 LARGE_PARAMS = 1_879_049_216
 XL_PARAMS = 5_730_907_136
 LARGE_GIN = "gin/experiments/ankh3_large_pretrain.gin"

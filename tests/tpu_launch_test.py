@@ -28,7 +28,8 @@ from tpu_launch import gcloud
 from tpu_launch import t5x_args
 from tpu_launch import xm_launch
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from conftest import REPO
+
 LARGE = "gin/experiments/ankh3_large_pretrain.gin"
 SEARCH_PATH = "/opt/site packages/ankh3_tasks"  # What the fake prints.
 

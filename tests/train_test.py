@@ -9,16 +9,16 @@ saved) sees exactly the data of an uninterrupted run.
 import glob
 import os
 import shutil
-import subprocess
-import sys
 
 import pytest
 
 from ankh3_tasks import gin_search_path
 
+from conftest import REPO
+from conftest import run_module
+
 pytestmark = [pytest.mark.t5x, pytest.mark.slow]
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXPERIMENT = "gin/experiments/ankh3_tiny_sample.gin"
 TASK = "ankh3_sample_multitask"
 LOSS = "loss_per_nonpadding_target_token"
@@ -26,20 +26,16 @@ LOSS = "loss_per_nonpadding_target_token"
 
 def _train(model_dir, *bindings, cwd=REPO, search_path=None):
   """Runs t5x.train on the embedded default; returns its log."""
-  command = [sys.executable, "-m", "t5x.train"]
-  if search_path:
-    command.append(f"--gin_search_paths={search_path}")
-  command += [
+  flags = [f"--gin_search_paths={search_path}"] if search_path else []
+  return run_module(
+      "t5x.train",
+      *flags,
       f"--gin_file={EXPERIMENT}",
       f'--gin.MODEL_DIR="{model_dir}"',
       *(f"--gin.{b}" for b in bindings),
-  ]
-  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-  run = subprocess.run(
-      command, cwd=cwd, env=env, capture_output=True, text=True, timeout=900
-  )
-  assert run.returncode == 0, run.stderr[-5000:]
-  return run.stderr
+      cwd=cwd,
+      timeout=900,
+  ).stderr
 
 
 def _scalars(directory, tag):

@@ -522,11 +522,6 @@ def build_steps(argv: Sequence[str]) -> tuple[argparse.Namespace, list[Step]]:
     SystemExit: a malformed command line (argparse's usage message).
   """
   launcher, overrides, extra = t5x_args.split_args(argv)
-  if "--dry_run" in extra:
-    raise ValueError(
-        "--dry_run after -- would go to t5x.train (and this would run):"
-        " put it before --"
-    )
   args = _parser().parse_args(launcher)
   if overrides and args.command != "train":
     raise ValueError(f"gin overrides ({overrides[0]} ...) only go with train")

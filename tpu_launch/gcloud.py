@@ -44,6 +44,13 @@ def gcloud(
   return argv + list(extra)
 
 
+def _target(verb: str, name: str, queued: str | None) -> list[str]:
+  """The gcloud group and operand: queued resource `queued`, or TPU VM."""
+  if queued:
+    return ["queued-resources", verb, queued]
+  return ["tpu-vm", verb, name]
+
+
 def create(
     name: str,
     *,
@@ -72,14 +79,17 @@ def create(
   """
   flags = [f"--accelerator-type={accelerator_type}"]
   if queued_resource_id:
-    group = ["queued-resources", "create", queued_resource_id]
     flags += [f"--runtime-version={version}", f"--node-id={name}"]
   else:
-    group = ["tpu-vm", "create", name]
     flags += [f"--version={version}"]
   if provisioning:
     flags.append(f"--{provisioning}")
-  return gcloud(group, zone=zone, project=project, extra=[*flags, *extra])
+  return gcloud(
+      _target("create", name, queued_resource_id),
+      zone=zone,
+      project=project,
+      extra=[*flags, *extra],
+  )
 
 
 def delete(
@@ -92,14 +102,15 @@ def delete(
     extra: Sequence[str] = (),
 ) -> list[str]:
   """Deletes the TPU VM, or the queued resource and its TPU VM."""
-  if queued_resource_id:
-    group = ["queued-resources", "delete", queued_resource_id]
-    flags = ["--force"]
-  else:
-    group, flags = ["tpu-vm", "delete", name], []
+  flags = ["--force"] if queued_resource_id else []
   if quiet:
     flags.append("--quiet")
-  return gcloud(group, zone=zone, project=project, extra=[*flags, *extra])
+  return gcloud(
+      _target("delete", name, queued_resource_id),
+      zone=zone,
+      project=project,
+      extra=[*flags, *extra],
+  )
 
 
 def describe(
@@ -111,11 +122,12 @@ def describe(
     extra: Sequence[str] = (),
 ) -> list[str]:
   """Shows the TPU VM, or the queued resource, and its state."""
-  if queued_resource_id:
-    group = ["queued-resources", "describe", queued_resource_id]
-  else:
-    group = ["tpu-vm", "describe", name]
-  return gcloud(group, zone=zone, project=project, extra=extra)
+  return gcloud(
+      _target("describe", name, queued_resource_id),
+      zone=zone,
+      project=project,
+      extra=extra,
+  )
 
 
 def ssh(
@@ -146,15 +158,14 @@ def scp(
     *,
     zone: str,
     project: str | None,
-    worker: str = "all",
     extra: Sequence[str] = (),
 ) -> list[str]:
-  """Copies local files to `destination` on the workers."""
+  """Copies local files to `destination` on every worker."""
   return gcloud(
       ["tpu-vm", "scp", *sources, f"{name}:{destination}"],
       zone=zone,
       project=project,
-      extra=[f"--worker={worker}", *extra],
+      extra=["--worker=all", *extra],
   )
 
 
@@ -304,7 +315,6 @@ def train(
 def stop(remote_dir: str, timeout: int) -> str:
   """Stops the `t5x.train` that `train` started: SIGTERM to its process
   group, SIGKILL after `timeout` seconds."""
-  timeout = int(timeout)
   return _script(
       f"cd {shlex.quote(remote_dir)} 2>/dev/null && [ -f train.pid ] ||"
       ' { printf "%s: no t5x.train started by tpu_launch\\n" "$(hostname)";'

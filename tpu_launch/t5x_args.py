@@ -40,8 +40,9 @@ def split_args(
     `--gin.` or `--gin_bindings=`.
 
   Raises:
-    ValueError: an override has no `=`, or `--gin_search_paths` is given
-      (the launcher sets it).
+    ValueError: an override has no `=`, `--gin_search_paths` is given
+      (the launcher sets it), or `--dry_run` comes after `--` (where it
+      would go to `t5x.train`).
   """
   argv = list(argv)
   tail: list[str] = []
@@ -58,6 +59,11 @@ def split_args(
       overrides.append(arg)
     else:
       launcher.append(arg)
+  if "--dry_run" in tail:
+    raise ValueError(
+        "--dry_run after -- would go to t5x.train (and the launcher would"
+        " act for real): put it before --"
+    )
   for arg in launcher + tail:
     if arg.startswith("--gin_search_paths"):
       raise ValueError(
@@ -190,7 +196,8 @@ def _same_bytes(a: str, b: str) -> bool:
     return fa.read() == fb.read()
 
 
-def _shippable(path: str) -> bool:
+def shippable(path: str) -> bool:
+  """True if `path` is relative, not empty, and has no `..` component."""
   parts = os.path.normpath(path).split(os.sep)
   return bool(path.strip()) and not os.path.isabs(path) and ".." not in parts
 
@@ -200,7 +207,6 @@ def resolve_gin_files(
     *,
     cwd: str,
     roots: Sequence[tuple[str, str]],
-    ship_local: bool = True,
 ) -> list[GinFile]:
   """Finds each gin file (and what files to be shipped include) as gin would.
 
@@ -208,8 +214,6 @@ def resolve_gin_files(
     paths: `--gin_file` values, as given.
     cwd: the directory relative paths are taken from.
     roots: (label, directory) search paths, e.g. `search_roots()`.
-    ship_local: allow files found only relative to `cwd` (they are marked
-      `ship`); if False such files are an error.
 
   Returns:
     The files given and, for each file to ship, the files it includes (gin
@@ -250,12 +254,7 @@ def resolve_gin_files(
       raise ValueError(
           f"gin file {path!r}{where} not found; looked in: " + ", ".join(looked)
       )
-    if not ship_local:
-      raise ValueError(
-          f"gin file {path!r} is only on this machine ({local}), not in the"
-          " package or T5X"
-      )
-    if not _shippable(path):
+    if not shippable(path):
       raise ValueError(
           f"gin file {path!r} is not in the ankh3_tasks package or T5X, so"
           " the launcher copies it into the run's directory on the workers,"

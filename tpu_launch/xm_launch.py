@@ -109,11 +109,10 @@ def _machine_spec(
     raise ValueError(
         f"no known topology for {accelerator.name}: pass --tpu_topology"
     )
+  per_host = accelerator.chips // accelerator.hosts
   if accelerator.family == "v4":
-    # Cloud TPU's v4 VM: 4 chips per host.
-    default_machine, per_host = "ct4p-hightpu-4t", 4
+    default_machine = "ct4p-hightpu-4t"
   else:
-    per_host = min(accelerator.size, 8) if accelerator.size <= 8 else 4
     default_machine = f"ct5lp-hightpu-{per_host}t"
   spec = dict(
       machine_type=machine_type or default_machine,
@@ -181,11 +180,6 @@ def job_spec(argv: Sequence[str]) -> tuple[argparse.Namespace, dict[str, Any]]:
     SystemExit: a malformed command line.
   """
   launcher, overrides, extra = t5x_args.split_args(argv)
-  if "--dry_run" in extra:
-    raise ValueError(
-        "--dry_run after -- would go to t5x.train (and this would launch):"
-        " put it before --"
-    )
   args = _parser().parse_args(launcher)
   if not args.gin_file:
     raise ValueError("pass at least one --gin_file")
@@ -201,7 +195,7 @@ def job_spec(argv: Sequence[str]) -> tuple[argparse.Namespace, dict[str, Any]]:
   version, jax, _ = cli.read_checkout(repo)
   del version
   for path in args.gin_file:
-    if os.path.isabs(path) or ".." in os.path.normpath(path).split(os.sep):
+    if not t5x_args.shippable(path):
       raise ValueError(
           f"gin file {path!r}: give gin files relative to the checkout"
           f" ({repo}), which the image holds as {IMAGE_WORKDIR}"

@@ -151,16 +151,21 @@ def _write_fasta(names: Sequence[str], data_dir: str, path: str) -> int:
   return harness.write_fasta((_load(n, data_dir) for n in names), path)
 
 
+def _embedding_files(items: Sequence[str]) -> dict[str, str]:
+  """`--embeddings` as setting label -> path; `nlu.npz` alone is `nlu`."""
+  files = {}
+  for item in items:
+    label, sep, path = item.partition("=")
+    if not sep:
+      label, path = os.path.splitext(os.path.basename(item))[0], item
+    files[label] = path
+  return files
+
+
 def _settings(args: argparse.Namespace, names: Sequence[str]) -> dict[str, str]:
   """Setting label -> embeddings file, embedding first if needed."""
   if args.embeddings:
-    settings = {}
-    for item in args.embeddings:
-      label, sep, path = item.partition("=")
-      if not sep:
-        label, path = os.path.splitext(os.path.basename(item))[0], item
-      settings[label] = path
-    return settings
+    return _embedding_files(args.embeddings)
   from ankh3_tasks import embed  # pylint: disable=g-import-not-at-top
 
   fasta = os.path.join(args.output_dir, "sequences.fasta")
@@ -229,10 +234,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   names = _task_names(args.tasks)
   for name in names:  # Missing files fail here, before any work.
     datasets.check_files(name, args.data_dir)
-  for item in args.embeddings:
-    path = item.partition("=")[2] or item
+  for label, path in _embedding_files(args.embeddings).items():
     if not tf.io.gfile.exists(path):
-      raise ValueError(f"--embeddings {item}: {path} does not exist.")
+      raise ValueError(f"--embeddings {label}={path}: {path} does not exist.")
   if args.write_fasta:
     count = _write_fasta(names, args.data_dir, args.write_fasta)
     print(f"wrote {count} distinct sequences to {args.write_fasta}")
@@ -259,13 +263,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
       seeds=args.seeds,
   )
   report.check_model_name(args.model_name)  # Before hours of training.
+  settings = _settings(args, names)
   results: dict[str, dict[str, Any]] = {}
   text = ""
-  for setting, path in _settings(args, names).items():
-    store = harness.EmbeddingStore(path)
-    try:
-      for name in names:
-        splits = _load(name, args.data_dir)  # One task in memory at a time.
+  for name in names:
+    # One task in memory at a time, read once for all settings.
+    splits = _load(name, args.data_dir)
+    for setting, path in settings.items():
+      store = harness.EmbeddingStore(path)
+      try:
         begin = time.time()
         print(f"{setting} {name}: seeds {list(args.seeds)}")
         result = harness.run_task(
@@ -276,15 +282,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             train_config=train_config,
             progress=not args.no_progress,
         )
-        result["seconds"] = time.time() - begin
-        results.setdefault(setting, {})[name] = result
-        for test_set, by_metric in result["summary"].items():
-          for metric, s in by_metric.items():
-            print(f"  {test_set} {metric}: {s['mean']:.4f} ± {s['std']:.4f}")
-        # After every task: a crash later loses nothing finished.
-        text = _write_outputs(args, results, head_config, train_config)
-    finally:
-      store.close()
+      finally:
+        store.close()
+      result["seconds"] = time.time() - begin
+      results.setdefault(setting, {})[name] = result
+      for test_set, by_metric in result["summary"].items():
+        for metric, s in by_metric.items():
+          print(f"  {test_set} {metric}: {s['mean']:.4f} ± {s['std']:.4f}")
+      # After every run: a crash later loses nothing finished.
+      text = _write_outputs(args, results, head_config, train_config)
   print(text)
   print(
       "wrote results.md, results.json, learning_curves.png to "

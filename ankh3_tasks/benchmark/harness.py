@@ -136,7 +136,10 @@ class EmbeddingStore:
 
 
 class Pairs(Sequence):
-  """(embedding, label) pairs of examples, each embedding read on access."""
+  """(embedding, label) pairs of examples, each embedding read on access.
+
+  `lengths()` and `labels()` come from the examples, reading no embedding.
+  """
 
   def __init__(
       self, examples: Sequence[datasets.Example], store: EmbeddingStore
@@ -152,6 +155,13 @@ class Pairs(Sequence):
       return [self[j] for j in range(*i.indices(len(self)))]
     example = self._examples[i]
     return self._store.get(example), example.label
+
+  def lengths(self) -> list[int]:
+    """The proteins' lengths (`EmbeddingStore.get` checks them)."""
+    return [len(e.sequence) for e in self._examples]
+
+  def labels(self) -> list[Any]:
+    return [e.label for e in self._examples]
 
 
 def check_embeddings(
@@ -189,7 +199,6 @@ def run_task(
     *,
     head_config: Optional[convbert.HeadConfig] = None,
     train_config: Optional[train.TrainConfig] = None,
-    seeds: Optional[Sequence[int]] = None,
     progress: bool = True,
 ) -> dict[str, Any]:
   """Trains a head per seed and scores every test set.
@@ -199,8 +208,8 @@ def run_task(
     data: `datasets.load_task(task, ...)`.
     store: embeddings of every sequence of `data`.
     head_config: the head (the paper's if None).
-    train_config: the training (the paper's if None).
-    seeds: defaults to `train_config.seeds` (7, 0, 42).
+    train_config: the training (the paper's if None); one head per seed of
+      `train_config.seeds` (7, 0, 42).
     progress: progress bars per epoch.
 
   Returns:
@@ -211,19 +220,20 @@ def run_task(
   spec = datasets.TASKS[task]
   head_config = head_config or convbert.HeadConfig()
   train_config = train_config or train.TrainConfig()
-  seeds = tuple(train_config.seeds if seeds is None else seeds)
-  if not seeds:
+  if not train_config.seeds:
     raise ValueError("No seeds: give at least one (the paper: 7, 0, 42).")
   check_embeddings(data, store, task)
   selection = SELECTION_METRIC[spec.metric]
 
   def valid_metric(predictions, labels):
+    if spec.metric == "contact":  # precision_at_l alone, not all four.
+      return metrics.mean_contact_precision(predictions, labels)
     return metrics.compute(spec.metric, predictions, labels)[selection]
 
   train_pairs = Pairs(data["train"], store)
   valid_pairs = Pairs(data["valid"], store)
   runs = []
-  for seed in seeds:
+  for seed in train_config.seeds:
     fit = train.fit(
         spec.kind,
         spec.num_outputs,
@@ -237,17 +247,16 @@ def run_task(
     )
     test = {}
     for name, examples in data["test"].items():
+      pairs = Pairs(examples, store)
       predictions = train.predict(
           spec.kind,
           fit.params,
-          Pairs(examples, store),
+          pairs,
           head_config,
           batch_size=train_config.eval_batch_size,
           pad_multiple=train_config.pad_multiple,
       )
-      test[name] = metrics.compute(
-          spec.metric, predictions, [e.label for e in examples]
-      )
+      test[name] = metrics.compute(spec.metric, predictions, pairs.labels())
     runs.append({
         "seed": seed,
         "best_epoch": fit.best_epoch,

@@ -218,11 +218,22 @@ def _embedding(example: Any) -> np.ndarray:
   return example[0] if isinstance(example, tuple) else example
 
 
-def _check(kind: str, examples: Sequence[Example], name: str) -> int:
-  """Checks the examples of a set; returns their embedding width."""
+def _check(
+    kind: str, examples: Sequence[Example], name: str
+) -> tuple[int, list[Any]]:
+  """Checks the examples of a set in one pass over them.
+
+  Returns:
+    Their embedding width and their labels, in order.
+
+  Raises:
+    ValueError: for no examples, or an embedding or label of the wrong shape
+      (naming the set and index).
+  """
   if not examples:
     raise ValueError(f"{name} has no examples.")
   width = None
+  labels = []
   for i, (embedding, label) in enumerate(examples):
     shape = np.shape(embedding)
     if len(shape) != 2 or shape[0] < 1:
@@ -233,6 +244,7 @@ def _check(kind: str, examples: Sequence[Example], name: str) -> int:
       raise ValueError(
           f"{name}[{i}]: embedding width {shape[1]}, but {name}[0] has {width}."
       )
+    labels.append(label)
     want = {"residue": shape[:1], "protein": (), "contact": shape[:1] * 2}
     got = np.shape(label)
     if kind == "protein" and np.size(label) == 1:
@@ -242,7 +254,15 @@ def _check(kind: str, examples: Sequence[Example], name: str) -> int:
           f"{name}[{i}]: {kind} label shape {got}, expected {want[kind]} "
           f"for a protein of {shape[0]} residues."
       )
-  return width
+  return width, labels
+
+
+def _lengths(examples: Sequence[Any]) -> list[int]:
+  """Proteins' lengths: from `examples.lengths()` if it has one (no reads)."""
+  lengths = getattr(examples, "lengths", None)
+  if lengths is not None:
+    return list(lengths())
+  return [len(_embedding(e)) for e in examples]
 
 
 def _batch(
@@ -354,7 +374,8 @@ def predict(
     kind: `residue`, `protein` or `contact`.
     params: the head's parameters (`FitResult.params`).
     examples: embeddings float [L, D], or (embedding, label) pairs (labels
-      are ignored).
+      are ignored); each is read once. If it has a `lengths()` method
+      (`harness.Pairs`), the proteins' lengths come from it.
     head_config: the head's settings (`convbert.HeadConfig()` if None).
     batch_size: proteins per batch (proteins are batched by length).
     pad_multiple: proteins are padded to a multiple of this length.
@@ -365,12 +386,12 @@ def predict(
     (`contact`; float64 so that confident pairs keep their order).
   """
   model = _model(kind, params, head_config or convbert.HeadConfig())
-  order = sorted(
-      range(len(examples)), key=lambda i: len(_embedding(examples[i]))
-  )
+  lengths = _lengths(examples)
+  order = sorted(range(len(examples)), key=lambda i: lengths[i])
   results = [None] * len(examples)
   for start in range(0, len(order), batch_size):
     members = order[start : start + batch_size]
+    # Each embedding read once (`examples` may read it from a file).
     x, mask = _batch(
         kind,
         [_embedding(examples[i]) for i in members],
@@ -383,7 +404,7 @@ def predict(
       # about 16.6 to 1.0, and ties would rank pairs by position instead.
       out = 1.0 / (1.0 + np.exp(-out.astype(np.float64)))
     for row, i in enumerate(members):
-      n = len(_embedding(examples[i]))
+      n = lengths[i]
       if kind == "residue":
         results[i] = out[row, :n]
       elif kind == "protein":
@@ -449,14 +470,16 @@ def fit(
   cfg = train_config or TrainConfig()
   seed = cfg.seeds[0] if seed is None else seed
   model = convbert.head(kind, num_outputs, head_config)
-  width = _check(kind, train, "train")
-  valid_width = _check(kind, valid, "valid")
+  # One pass over each set (the embeddings may be read from a file); the
+  # labels it returns serve below, without reading the embeddings again.
+  width, train_labels = _check(kind, train, "train")
+  valid_width, valid_labels = _check(kind, valid, "valid")
   if valid_width != width:
     raise ValueError(
         f"valid embeddings are {valid_width} wide, train embeddings {width}."
     )
   if kind == "residue":
-    top = max(int(np.max(label, initial=-1)) for _, label in train)
+    top = max(int(np.max(label, initial=-1)) for label in train_labels)
     if top >= num_outputs:
       raise ValueError(
           f"A train label is {top}, but num_outputs={num_outputs} classes."
@@ -465,7 +488,7 @@ def fit(
   init_key, dropout_key = jax.random.split(jax.random.PRNGKey(seed))
   params = convbert.init_params(model, width, init_key)
   if kind == "protein" and cfg.label_mean_bias:
-    mean = float(np.mean([np.asarray(y, np.float64) for _, y in train]))
+    mean = float(np.mean([np.asarray(y, np.float64) for y in train_labels]))
     decoder = dict(params["decoder"], bias=jnp.full((1,), mean, jnp.float32))
     params = dict(params, decoder=decoder)
   total_steps = cfg.epochs * cfg.steps_per_epoch(len(train))
@@ -474,7 +497,6 @@ def fit(
   order_rng = np.random.default_rng(seed)
   zeros = lambda: jax.tree_util.tree_map(jnp.zeros_like, params)
 
-  valid_labels = [label for _, label in valid]
   history = []
   best = None  # (metric, epoch, params)
   micro_step = 0
