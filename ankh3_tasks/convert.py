@@ -12,6 +12,13 @@ to HF writes `save_pretrained` safetensors of a `T5ForConditionalGeneration`
 own Orbax checkpoint manager: parameters from HF, a fresh Adafactor state
 and step 0, so `t5x.train --gin.MODEL_DIR=MODEL_DIR` resumes from it.
 
+Tokenizers travel with the weights. T5X to HF writes the gin vocabulary's
+tokenizer files beside them (`hf_tokenizer.save`). HF to T5X reads the HF
+directory's tokenizer, when it has one, and refuses one whose ids differ from
+the gin vocabulary's, naming the first differing ids (`ANKH3_TOKENIZER=HF_DIR`
+makes the gin vocabulary that tokenizer's; `--allow_vocabulary_mismatch`
+converts anyway); it copies the tokenizer files to `MODEL_DIR/tokenizer/`.
+
 The two networks compute the same function: T5X folds 1/sqrt(head_dim) into
 the query initialiser, not the forward pass, and HF T5 does not scale scores
 either. HF stores `nn.Linear` weights as [out, in] (T5X kernels transposed),
@@ -26,9 +33,11 @@ from typing import Any, Optional
 
 import jax
 import numpy as np
+import tensorflow as tf
 
 from ankh3_tasks import checkpoints
 from ankh3_tasks import network
+from ankh3_tasks import vocabularies
 
 Params = dict[str, Any]
 
@@ -340,6 +349,45 @@ def check_config(
       )
 
 
+def check_tokenizer(
+    hf_dir: str, vocabulary: vocabularies.Ankh3Vocabulary
+) -> Optional[vocabularies.Ankh3Vocabulary]:
+  """Checks the tokenizer of a Hugging Face directory against `vocabulary`.
+
+  Args:
+    hf_dir: a Hugging Face model directory.
+    vocabulary: the gin model's vocabulary.
+
+  Returns:
+    The directory's vocabulary (its `spiece.model` or `tokenizer.json`), or
+    None when it has no tokenizer files.
+
+  Raises:
+    ValueError: naming the first ids where the two tables differ.
+  """
+  if not any(
+      os.path.exists(os.path.join(hf_dir, name))
+      for name in (vocabularies.SPIECE_FILE, vocabularies.TOKENIZER_JSON_FILE)
+  ):
+    return None
+  theirs = vocabularies.Ankh3Vocabulary(tokenizer=hf_dir)
+  ours = vocabulary.tokens
+  differ = [i for i, t in enumerate(theirs.tokens) if t != ours[i]]
+  if differ:
+    shown = "; ".join(
+        f"id {i} is {theirs.tokens[i]!r} there, {ours[i]!r} here"
+        for i in differ[:3]
+    )
+    raise ValueError(
+        f"The tokenizer of {hf_dir} ({theirs.source}) and the gin vocabulary "
+        f"({vocabulary.source}) differ in {len(differ)} ids: {shown}. Take "
+        f"the directory's ids with ANKH3_TOKENIZER={hf_dir} (and "
+        "--gin.ANKH3_TOKENIZER for T5X runs), or pass "
+        "--allow_vocabulary_mismatch if the weights are meant for other ids."
+    )
+  return theirs
+
+
 def save_t5x(params: Params, model: Any, output_dir: str, step: int = 0) -> str:
   """Writes `output_dir/checkpoint_<step>` that `t5x.train` resumes from.
 
@@ -415,6 +463,11 @@ def _parse(argv: Optional[list[str]]) -> argparse.Namespace:
   b.add_argument("--hf_dir", required=True)
   b.add_argument("--gin_file", required=True)
   b.add_argument("--output", required=True, help="T5X MODEL_DIR to write")
+  b.add_argument(
+      "--allow_vocabulary_mismatch",
+      action="store_true",
+      help="convert even if HF_DIR's tokenizer differs from the gin vocabulary",
+  )
   return parser.parse_args(argv)
 
 
@@ -449,18 +502,45 @@ def main(argv: Optional[list[str]] = None) -> int:
     check_config(config, found)
     hf = t5x_to_hf(params, config, encoder_only=args.encoder_only)
     hf.save_pretrained(args.output)
+    from ankh3_tasks import hf_tokenizer  # pylint: disable=g-import-not-at-top
+
+    files = hf_tokenizer.save(model.input_vocabulary, args.output)
     print(
         f"Wrote {type(hf).__name__} ({hf.num_parameters():,} parameters) "
-        f"to {args.output}"
+        f"to {args.output}, with the tokenizer of "
+        f"{model.input_vocabulary.source} ({', '.join(files)})"
     )
   else:
     import transformers  # pylint: disable=g-import-not-at-top
 
+    try:
+      tokenizer = check_tokenizer(args.hf_dir, model.input_vocabulary)
+    except ValueError as e:
+      if not args.allow_vocabulary_mismatch:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+      print(f"warning: {e}", file=sys.stderr)
+      tokenizer = None
     hf = transformers.T5ForConditionalGeneration.from_pretrained(args.hf_dir)
     params, found = hf_to_t5x(hf)
     check_config(config, found)
     path = save_t5x(params, model, args.output)
     print(f"Wrote T5X checkpoint {path} (step 0)")
+    if tokenizer is not None:
+      target = os.path.join(args.output, "tokenizer")
+      tf.io.gfile.makedirs(target)
+      for name in (vocabularies.SPIECE_FILE, vocabularies.TOKENIZER_JSON_FILE):
+        if os.path.exists(os.path.join(args.hf_dir, name)):
+          tf.io.gfile.copy(
+              os.path.join(args.hf_dir, name),
+              os.path.join(target, name),
+              overwrite=True,
+          )
+      print(f"Copied its tokenizer ({tokenizer.source}) to {target}")
+      if tokenizer.tokens != vocabularies.default_tokens():
+        print(f"Train on it with --gin.ANKH3_TOKENIZER=\"'{target}'\"")
+    else:
+      print(f"{args.hf_dir} has no tokenizer files: ids not checked")
   return 0
 
 

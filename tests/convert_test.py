@@ -260,3 +260,53 @@ def test_t5x_train_resumes_from_converted_hf_model(tmp_path):
       start["decoder"]["logits_dense"]["kernel"],
       params["decoder"]["logits_dense"]["kernel"],
   )
+
+
+def test_tokenizer_travels_both_ways(tiny_checkpoint, tmp_path, capsys,
+                                     monkeypatch):
+  from ankh3_tasks import convert  # pylint: disable=g-import-not-at-top
+  from ankh3_tasks import hf_tokenizer  # pylint: disable=g-import-not-at-top
+  from ankh3_tasks import vocabularies  # pylint: disable=g-import-not-at-top
+
+  monkeypatch.chdir(REPO)
+  hf_dir = tmp_path / "hf"
+  gin_file = "--gin_file=gin/models/ankh3_tiny.gin"
+  assert convert.main([
+      "t5x-to-hf", f"--checkpoint={tiny_checkpoint}", gin_file,
+      f"--output={hf_dir}",
+  ]) == 0
+  assert "with the tokenizer of the built-in table" in capsys.readouterr().out
+  tokenizer = transformers.AutoTokenizer.from_pretrained(str(hf_dir))
+  vocab = vocabularies.Ankh3Vocabulary()
+  for text in ("[NLU]MKTAYIAKQR", "[S2S]mkt ayi<extra_id_0>", "OUBZX"):
+    assert tokenizer(text).input_ids == vocab.encode(text) + [1]
+
+  # Back to T5X: the tokenizer agrees and is copied beside the checkpoint.
+  model_dir = tmp_path / "model"
+  back = ["hf-to-t5x", f"--hf_dir={hf_dir}", gin_file, f"--output={model_dir}"]
+  assert convert.main(back) == 0
+  assert "Copied its tokenizer" in capsys.readouterr().out
+  assert vocabularies.Ankh3Vocabulary(
+      tokenizer=str(model_dir / "tokenizer")
+  ) == vocab
+
+  # A tokenizer with other ids is refused, naming them.
+  tokens = list(vocab.tokens)
+  tokens[3], tokens[4] = tokens[4], tokens[3]
+  hf_tokenizer.save(vocabularies.Ankh3Vocabulary(tokens), str(hf_dir))
+  vocabularies.read_tokenizer.cache_clear()
+  other = tmp_path / "other"
+  back[-1] = f"--output={other}"
+  assert convert.main(back) == 1
+  err = capsys.readouterr().err
+  assert "differ in 2 ids: id 3 is '[S2S]' there, '[NLU]' here" in err
+  assert not other.exists()
+  # ... unless the gin vocabulary is that tokenizer, or the user insists.
+  monkeypatch.setenv("ANKH3_TOKENIZER", str(hf_dir))
+  assert convert.main(back) == 0
+  assert "--gin.ANKH3_TOKENIZER" in capsys.readouterr().out
+  monkeypatch.delenv("ANKH3_TOKENIZER")
+  back[-1] = f"--output={tmp_path / 'forced'}"
+  assert convert.main(back + ["--allow_vocabulary_mismatch"]) == 0
+  assert "warning: " in capsys.readouterr().err
+  vocabularies.read_tokenizer.cache_clear()
