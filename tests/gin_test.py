@@ -278,3 +278,31 @@ def test_run_lengths_never_truncate_a_target(parse, name):
       preprocessors.max_complete_targets(residues),
   )
   assert not resolve("USE_CACHED_TASKS/macro.value")
+
+
+def test_one_gin_line_selects_the_tokenizer_for_model_and_tasks(
+    parse, tmp_path
+):
+  import seqio  # pylint: disable=g-import-not-at-top
+  from ankh3_tasks import hf_tokenizer  # pylint: disable=g-import-not-at-top
+  from ankh3_tasks import vocabularies  # pylint: disable=g-import-not-at-top
+
+  tokens = list(vocabularies.default_tokens())
+  tokens[3], tokens[4] = tokens[4], tokens[3]  # [NLU] <-> [S2S]
+  (tmp_path / "spiece.model").write_bytes(
+      hf_tokenizer.sentencepiece_model(vocabularies.Ankh3Vocabulary(tokens))
+  )
+  line = f"ANKH3_TOKENIZER = '{tmp_path / 'spiece.model'}'"
+  resolve = parse(EXPERIMENTS["tiny"], [line])
+  model = resolve("train_script.train.model")
+  task = seqio.get_mixture_or_task(
+      resolve("train/utils.DatasetConfig.mixture_or_task_name")
+  )
+  assert model.input_vocabulary.tokens == tuple(tokens)
+  assert model.output_vocabulary == task.output_features["inputs"].vocabulary
+  assert task.output_features["targets"].vocabulary.token_id("[NLU]") == 4
+  # Without the line, both are the built-in table again.
+  resolve = parse(EXPERIMENTS["tiny"])
+  model = resolve("train_script.train.model")
+  assert model.input_vocabulary.token_id("[NLU]") == 3
+  assert model.input_vocabulary == task.output_features["inputs"].vocabulary

@@ -84,7 +84,7 @@ def test_greedy_completion_runs_with_the_decoding_cache():
   params = _init(model)
   batch = {
       "encoder_input_tokens": np.array(
-          [[29, 3, 4, 5, 6, 1, 0, 0]] * 2, dtype=np.int32
+          [[4, 8, 7, 9, 11, 1, 0, 0]] * 2, dtype=np.int32  # [S2S]ALGV</s>
       ),
       "decoder_input_tokens": np.zeros((2, 6), dtype=np.int32),
       "decoder_target_tokens": np.zeros((2, 6), dtype=np.int32),
