@@ -68,6 +68,12 @@ from typing import Any, Optional
 from ankh3_tasks import gin_search_path
 from ankh3_tasks import mesh
 
+# Share of the 512 encoder ids that carry a protein id, by packing, on the
+# bundled sample at lengths 512 / 320 (benchmarks/pipeline_throughput.py,
+# docs/benchmarks.md): seqio's greedy packing and the best fit over windows
+# of 1,024 that gin/runs/ankh3_pretrain.gin uses.
+SEQIO_PACKING_FILL = 0.665
+BEST_FIT_PACKING_FILL = 0.886
 _GIB = 2**30
 
 
@@ -421,6 +427,7 @@ def plan_run(
     num_partitions: int = 1,
     microbatches: int = 1,
     steps: Optional[int] = None,
+    fill: float = BEST_FIT_PACKING_FILL,
     mfu: float = 0.3,
     activation_shards: Optional[Mapping[str, int]] = None,
 ) -> dict[str, Any]:
@@ -436,6 +443,7 @@ def plan_run(
     num_partitions: model-parallel ways.
     microbatches: T5X's `num_microbatches` (1 for none).
     steps: training steps, for the days; None leaves them out.
+    fill: share of the encoder ids that packing fills.
     mfu: ASSUMED model-FLOPs utilisation.
     activation_shards: `activation_bytes_per_row`'s `shards`; default:
       heads and mlp over the model axis.
@@ -505,7 +513,63 @@ def plan_run(
       "step_seconds": step_s,
       "steps": steps,
       "days": None if steps is None else steps * step_s / 86400,
+      "packing": packing_plan(
+          batch_size, inputs_length, steps, step_s, fill=fill
+      ),
   }
+
+
+def packing_plan(
+    batch_size: int,
+    inputs_length: int,
+    steps: Optional[int],
+    step_seconds: float,
+    fill: float = BEST_FIT_PACKING_FILL,
+    reference_fill: float = SEQIO_PACKING_FILL,
+) -> dict[str, Any]:
+  """Useful input ids per step, and the steps that see a reference's ids.
+
+  The reference is `steps` of rows filled to `reference_fill` (ASSUMED: the
+  paper's runs packed greedily, as seqio does); at `fill` the same ids take
+  `steps * reference_fill / fill` steps.
+
+  Args:
+    batch_size: rows per step.
+    inputs_length: encoder ids per row.
+    steps: the reference's steps (None: no step counts).
+    step_seconds: seconds per step.
+    fill: share of the encoder ids filled.
+    reference_fill: the reference's share.
+
+  Returns:
+    {"fill", "reference_fill", "useful_input_ids_per_step",
+    "reference_input_ids", "steps_for_reference_ids",
+    "days_for_reference_ids", "days_saved"} (the last four None without
+    steps).
+  """
+  if not 0 < fill <= 1 or not 0 < reference_fill <= 1:
+    raise ValueError(
+        f"Fills must be in (0, 1], got {fill} and {reference_fill}."
+    )
+  per_step = batch_size * inputs_length * fill
+  plan = {
+      "fill": fill,
+      "reference_fill": reference_fill,
+      "useful_input_ids_per_step": per_step,
+      "reference_input_ids": None,
+      "steps_for_reference_ids": None,
+      "days_for_reference_ids": None,
+      "days_saved": None,
+  }
+  if steps is not None:
+    same = math.ceil(steps * reference_fill / fill)
+    plan.update(
+        reference_input_ids=steps * batch_size * inputs_length * reference_fill,
+        steps_for_reference_ids=same,
+        days_for_reference_ids=same * step_seconds / 86400,
+        days_saved=(steps - same) * step_seconds / 86400,
+    )
+  return plan
 
 
 def _gib(n: float) -> str:
@@ -582,6 +646,22 @@ def format_plan(plan: Mapping[str, Any]) -> str:
         f"training               {plan['steps']:,} steps: "
         f"{plan['days']:.1f} days at an ASSUMED {mfu}"
     )
+  packing = plan.get("packing")
+  if packing is not None:
+    lines.append(
+        f"useful ids             {packing['useful_input_ids_per_step']:,.0f}"
+        f" input ids per step at fill {packing['fill']:.3f} (seqio's greedy"
+        f" packing: {packing['reference_fill']:.3f})"
+    )
+    if packing["steps_for_reference_ids"] is not None:
+      same = packing["steps_for_reference_ids"]
+      lines.append(
+          f"same ids               {plan['steps']:,} steps of seqio-packed"
+          f" rows (ASSUMED the paper's packing) = {same:,} steps"
+          f" (--gin.TRAIN_STEPS={same}):"
+          f" {packing['days_for_reference_ids']:.1f} days,"
+          f" {packing['days_saved']:.1f} fewer"
+      )
   for note in plan.get("notes", ()):
     lines.append(f"note: {note}")
   return "\n".join(lines)
@@ -1108,6 +1188,16 @@ def _parser() -> argparse.ArgumentParser:
   parser.add_argument(
       "--mfu", type=float, default=0.3, help="ASSUMED MFU (default 0.3)"
   )
+  parser.add_argument(
+      "--fill",
+      type=float,
+      default=BEST_FIT_PACKING_FILL,
+      help=(
+          "share of the encoder ids packing fills (default "
+          f"{BEST_FIT_PACKING_FILL}, best fit; seqio's packing: "
+          f"{SEQIO_PACKING_FILL})"
+      ),
+  )
   parser.add_argument("--json", action="store_true", help="print JSON")
   parser.add_argument(
       "--calibrate",
@@ -1136,6 +1226,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         parser.error(f"{arg}: a gin binding is --gin.NAME=VALUE")
       bindings.append("{} = {}".format(*arg[len("--gin.") :].split("=", 1)))
   search = [p for p in args.gin_search_paths.split(",") if p]
+  if not 0 < args.fill <= 1:
+    parser.error(f"--fill is a share of the encoder ids, got {args.fill}")
 
   from absl import logging  # pylint: disable=g-import-not-at-top
 
@@ -1197,6 +1289,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         steps=settings["steps"],
         mfu=args.mfu,
         activation_shards=activation_shards(shape, run.rules),
+        fill=args.fill,
     )
   except ValueError as e:
     print(f"refused: {e}", file=sys.stderr)

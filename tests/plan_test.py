@@ -413,11 +413,42 @@ def test_cli_refuses(capsys, flags, message):
   assert message in capsys.readouterr().err
 
 
+def test_packing_steps_for_the_papers_ids():
+  result = plan.plan_run(
+      _config(),
+      _state(LARGE_PARAMS),
+      plan.TOPOLOGIES["v4-128"],
+      batch_size=1024,
+      inputs_length=512,
+      targets_length=320,
+      steps=4_000_000,
+      fill=0.8,
+  )
+  packing = result["packing"]
+  assert packing["useful_input_ids_per_step"] == pytest.approx(1024 * 512 * 0.8)
+  # 4M steps at seqio's fill see as many input ids as 4M x 0.665 / 0.8.
+  same = math.ceil(4_000_000 * plan.SEQIO_PACKING_FILL / 0.8)
+  assert packing["steps_for_reference_ids"] == same
+  assert packing["days_saved"] == pytest.approx(
+      (4_000_000 - same) * result["step_seconds"] / 86400
+  )
+  assert packing["days_for_reference_ids"] + packing[
+      "days_saved"
+  ] == pytest.approx(result["days"])
+  assert f"--gin.TRAIN_STEPS={same}" in plan.format_plan(result)
+  # At seqio's own fill nothing is saved.
+  same_fill = plan.packing_plan(1024, 512, 100, 1.0, plan.SEQIO_PACKING_FILL)
+  assert same_fill["steps_for_reference_ids"] == 100
+  with pytest.raises(ValueError, match="got 1.5"):
+    plan.packing_plan(1024, 512, 100, 1.0, fill=1.5)
+
+
 @pytest.mark.t5x
 @pytest.mark.parametrize(
     "flags",
     [
         [f"--gin_file={LARGE_GIN}", "--topology=v9-8"],
+        [f"--gin_file={LARGE_GIN}", "--fill=0"],
         ["--gin_file=gin/models/ankh3_large.gin"],  # No batch or lengths.
         [f"--gin_file={LARGE_GIN}", "--gin.NUM_MICROBATCHES"],
     ],
