@@ -71,6 +71,8 @@ elif sys.argv[1:3] == ["-m", "t5x.train"]:
   with open("argv.json.tmp", "w") as f:
     json.dump(record, f)
   os.rename("argv.json.tmp", "argv.json")
+  if os.environ.get("FAKE_TRAIN_SCRIPT"):  # tests/tpu_launch_watch_test.py
+    exec(open(os.environ["FAKE_TRAIN_SCRIPT"]).read())
   time.sleep(float(os.environ.get("FAKE_TRAIN_SECONDS", "0")))
 else:
   sys.exit(f"fake python: unexpected {{sys.argv}}")
@@ -88,6 +90,8 @@ with open(os.path.join(root, "gcloud.jsonl"), "a") as f:
   f.write(json.dumps(args) + "\\n")
 if os.environ.get("FAKE_GCLOUD_RECORD_ONLY"):
   sys.exit(0)
+if os.environ.get("FAKE_CLOUD"):  # The TPU's state: tpu_launch_watch_test.py
+  exec(open(os.environ["FAKE_CLOUD"]).read())
 worker = [a for a in args if a.startswith("--worker=")]
 worker = worker[-1].split("=", 1)[1] if worker else "0"
 names = ["w0", "w1"] if worker == "all" else ["w" + worker]

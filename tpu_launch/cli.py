@@ -14,6 +14,11 @@ usage: python -m tpu_launch COMMAND --name NAME [--zone ZONE] [--project P]
   status   describe the TPU VM (or queued resource)
   ssh      log in to a worker, or run `-- CMD ARGS...` on --worker
   delete   delete the TPU VM (or queued resource)
+  watch    keep a run alive until its last step: takes train's arguments;
+           after a preemption, a maintenance event, a dead or hung worker
+           it re-creates / sets up what is gone and runs the same train
+           again (--poll_interval, --hang_timeout, --max_restarts,
+           --backoff_base, --backoff_cap, --incident_log)
 
 `--dry_run` prints the commands, as a shell script, and runs nothing. Gin
 overrides (`--gin.NAME=VALUE`, anywhere before `--`) and the flags after `--`
@@ -21,8 +26,8 @@ reach t5x.train on the workers exactly as given. See tpu_launch/README.md.
 """
 
 import argparse
+import ast
 import configparser
-import dataclasses
 import os
 import re
 import shlex
@@ -35,6 +40,7 @@ from typing import Callable, Sequence
 from tpu_launch import accelerators
 from tpu_launch import gcloud
 from tpu_launch import t5x_args
+from tpu_launch import watch
 
 DEFAULT_ZONE = "us-central2-b"
 DEFAULT_ACCELERATOR = "v4-128"
@@ -42,18 +48,14 @@ DEFAULT_REMOTE_DIR = "ankh3"
 # setup.cfg: python_requires = >=3.11,<3.12.
 DEFAULT_PYTHON = "python3.11"
 CHECKOUT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEFAULT_STATE_DIR = os.path.join(
+    os.environ.get("XDG_STATE_HOME")
+    or os.path.join(os.path.expanduser("~"), ".local", "state"),
+    "tpu_launch",
+)
 
 
-@dataclasses.dataclass(frozen=True)
-class Step:
-  """One command of a launch: what it is for and its argv."""
-
-  comment: str
-  argv: list[str]
-
-  @property
-  def line(self) -> str:
-    return shlex.join(self.argv)
+Step = gcloud.Step
 
 
 def _common(args: argparse.Namespace) -> dict:
@@ -362,6 +364,123 @@ def _delete(args, overrides, extra) -> list[Step]:
   return [Step(f"delete {what} {args.name}", argv)]
 
 
+def _train_steps(args, overrides) -> int:
+  """TRAIN_STEPS of the run: from the overrides or gin files, or the flag."""
+  raw = t5x_args.gin_macro(
+      "TRAIN_STEPS",
+      args.gin_file,
+      overrides,
+      cwd=os.getcwd(),
+      roots=t5x_args.search_roots(),
+  )
+  try:
+    value = ast.literal_eval(raw) if raw is not None else None
+  except (ValueError, SyntaxError):
+    value = None
+  if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+    value = None
+  if args.train_steps is None:
+    if value is None:
+      raise ValueError(
+          f"cannot tell TRAIN_STEPS from the gin files and overrides (found"
+          f" {raw!r}); pass --train_steps=N, the run's last step"
+      )
+    return value
+  if value is not None and value != args.train_steps:
+    raise ValueError(
+        f"--train_steps={args.train_steps} but the run's gin sets"
+        f" TRAIN_STEPS = {value}; drop --train_steps or make them agree"
+    )
+  if args.train_steps <= 0:
+    raise ValueError(f"--train_steps={args.train_steps} must be positive")
+  return args.train_steps
+
+
+def _watch_settings(args: argparse.Namespace) -> watch.Settings:
+  settings = watch.Settings(
+      poll_interval=args.poll_interval,
+      hang_timeout=args.hang_timeout,
+      max_restarts=args.max_restarts,
+      backoff_base=args.backoff_base,
+      backoff_cap=args.backoff_cap,
+      provision_timeout=args.provision_timeout,
+  )
+  if min(args.poll_interval, args.backoff_base, args.backoff_cap) <= 0:
+    raise ValueError(
+        "--poll_interval, --backoff_base and --backoff_cap must be positive"
+    )
+  if args.hang_timeout <= args.poll_interval:
+    raise ValueError(
+        f"--hang_timeout={args.hang_timeout:g} must be longer than"
+        f" --poll_interval={args.poll_interval:g}"
+    )
+  if args.max_restarts < 1:
+    raise ValueError(f"--max_restarts={args.max_restarts} must be at least 1")
+  return settings
+
+
+def _watch_plan(args, overrides, extra) -> watch.Plan:
+  """Builds every command of `watch` once: `train`, `create`, `setup`..."""
+  [train] = _train(args, overrides, extra)
+  train_steps = _train_steps(args, overrides)
+  [create] = _create(args, [], [])
+  setup = _setup(args, [], [])
+  queued = _queued_id(args)
+  describe = gcloud.describe(
+      args.name, queued_resource_id=None, **_common(args)
+  )
+  describe_queued = None
+  if queued:
+    describe_queued = Step(
+        f"state of queued resource {queued}",
+        gcloud.describe(
+            args.name, queued_resource_id=queued, **_common(args)
+        )
+        + ["--format=json"],
+    )
+  accelerator = _accelerator(args)
+  return watch.Plan(
+      name=args.name,
+      queued=queued,
+      hosts=accelerator.hosts,
+      model_dir=t5x_args.model_dir(overrides),
+      train_steps=train_steps,
+      describe=Step(
+          f"state of TPU VM {args.name}", describe + ["--format=json"]
+      ),
+      describe_queued=describe_queued,
+      probe=Step(
+          "on every worker: is t5x.train running, how old is its log",
+          gcloud.ssh(
+              args.name,
+              worker="all",
+              command=gcloud.probe(args.remote_dir),
+              **_common(args),
+          ),
+      ),
+      build=[s for s in setup if s.argv[0] != "gcloud"],
+      delete=Step(
+          "delete what is left of the TPU",
+          gcloud.delete(
+              args.name, queued_resource_id=queued, quiet=True, **_common(args)
+          ),
+      ),
+      create=create,
+      setup=[s for s in setup if s.argv[0] == "gcloud"],
+      stop=_stop(argparse.Namespace(**vars(args), timeout=30), [], [])[0],
+      train=train,
+  )
+
+
+def _watch(args, overrides, extra) -> list[Step]:
+  plan = _watch_plan(args, overrides, extra)
+  steps = [*plan.build]
+  if plan.describe_queued:
+    steps.append(plan.describe_queued)
+  steps += [plan.describe, plan.probe, plan.delete, plan.create, *plan.setup]
+  return steps + [plan.stop, plan.train]
+
+
 _COMMANDS: dict[str, tuple[Callable[..., list[Step]], str]] = {
     "create": (_create, "create the TPU VM or a queued resource"),
     "setup": (_setup, "install everything on every worker"),
@@ -371,6 +490,10 @@ _COMMANDS: dict[str, tuple[Callable[..., list[Step]], str]] = {
     "status": (_status, "describe the TPU VM or queued resource"),
     "ssh": (_ssh, "log in, or run `-- CMD ARGS...`"),
     "delete": (_delete, "delete the TPU VM or queued resource"),
+    "watch": (
+        _watch,
+        "keep a run alive: recreate, set up and restart it after a failure",
+    ),
 }
 
 
@@ -417,6 +540,9 @@ def _parser() -> argparse.ArgumentParser:
   queued.add_argument("--queued", action="store_true", help="a queued resource")
   queued.add_argument("--queued_resource_id", help="its id (default: NAME-qr)")
 
+  creating = _create_options()
+  installing = _setup_options()
+  training = _train_options()
   parser = argparse.ArgumentParser(
       prog="python -m tpu_launch",
       description=__doc__.split("\n\n")[0],
@@ -424,14 +550,23 @@ def _parser() -> argparse.ArgumentParser:
   )
   sub = parser.add_subparsers(dest="command", required=True)
   parents = {
-      "create": [common, accelerator, queued],
-      "setup": [common, remote],
-      "train": [common, accelerator, remote],
+      "create": [common, accelerator, queued, creating],
+      "setup": [common, remote, installing],
+      "train": [common, accelerator, remote, training],
       "logs": [common, remote],
       "stop": [common, remote],
       "status": [common, queued],
       "ssh": [common],
       "delete": [common, queued],
+      "watch": [
+          common,
+          accelerator,
+          remote,
+          queued,
+          creating,
+          installing,
+          training,
+      ],
   }
   subs = {
       name: sub.add_parser(
@@ -439,55 +574,6 @@ def _parser() -> argparse.ArgumentParser:
       )
       for name, (_, text) in _COMMANDS.items()
   }
-  subs["create"].add_argument(
-      "--version",
-      help=(
-          "TPU VM runtime (default by generation, e.g. tpu-ubuntu2204-base"
-          " for v4)"
-      ),
-  )
-  how = subs["create"].add_mutually_exclusive_group()
-  for choice in ("spot", "reserved", "preemptible"):
-    how.add_argument(
-        f"--{choice}",
-        dest="provisioning",
-        action="store_const",
-        const=choice,
-    )
-  subs["setup"].add_argument(
-      "--python",
-      default=DEFAULT_PYTHON,
-      help="interpreter for the venv; installed with apt if absent",
-  )
-  subs["setup"].add_argument(
-      "--wheel", help="install this wheel instead of building one"
-  )
-  subs["setup"].add_argument(
-      "--repo",
-      default=CHECKOUT,
-      help="the checkout to build and read pins from (default: this one)",
-  )
-  subs["setup"].add_argument(
-      "--no_check",
-      action="store_true",
-      help="skip the final JAX device check",
-  )
-  subs["train"].add_argument(
-      "--gin_file",
-      action="append",
-      default=[],
-      help="gin file for t5x.train (repeatable, in order)",
-  )
-  subs["train"].add_argument(
-      "--env",
-      action="append",
-      default=[],
-      metavar="NAME=VALUE",
-      help=(
-          "environment variable for the run, e.g."
-          " --env=ANKH3_DATA_DIR=gs://BUCKET/uniref50 (repeatable)"
-      ),
-  )
   for name, default in (("logs", "0"), ("ssh", "0")):
     subs[name].add_argument(
         "--worker", default=default, help="worker index, or all"
@@ -505,7 +591,153 @@ def _parser() -> argparse.ArgumentParser:
   subs["delete"].add_argument(
       "--yes", action="store_true", help="do not ask (gcloud --quiet)"
   )
+  _watch_options(subs["watch"])
   return parser
+
+
+def _create_options() -> argparse.ArgumentParser:
+  parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+  parser.add_argument(
+      "--version",
+      help=(
+          "TPU VM runtime (default by generation, e.g. tpu-ubuntu2204-base"
+          " for v4)"
+      ),
+  )
+  how = parser.add_mutually_exclusive_group()
+  for choice in ("spot", "reserved", "preemptible"):
+    how.add_argument(
+        f"--{choice}",
+        dest="provisioning",
+        action="store_const",
+        const=choice,
+    )
+  return parser
+
+
+def _setup_options() -> argparse.ArgumentParser:
+  parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+  parser.add_argument(
+      "--python",
+      default=DEFAULT_PYTHON,
+      help="interpreter for the venv; installed with apt if absent",
+  )
+  parser.add_argument(
+      "--wheel", help="install this wheel instead of building one"
+  )
+  parser.add_argument(
+      "--repo",
+      default=CHECKOUT,
+      help="the checkout to build and read pins from (default: this one)",
+  )
+  parser.add_argument(
+      "--no_check",
+      action="store_true",
+      help="skip the final JAX device check",
+  )
+  return parser
+
+
+def _train_options() -> argparse.ArgumentParser:
+  parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+  parser.add_argument(
+      "--gin_file",
+      action="append",
+      default=[],
+      help="gin file for t5x.train (repeatable, in order)",
+  )
+  parser.add_argument(
+      "--env",
+      action="append",
+      default=[],
+      metavar="NAME=VALUE",
+      help=(
+          "environment variable for the run, e.g."
+          " --env=ANKH3_DATA_DIR=gs://BUCKET/uniref50 (repeatable)"
+      ),
+  )
+  return parser
+
+
+def _watch_options(parser: argparse.ArgumentParser) -> None:
+  defaults = watch.Settings()
+  for flag, kind, default, text in (
+      (
+          "--poll_interval",
+          float,
+          defaults.poll_interval,
+          "seconds between polls",
+      ),
+      (
+          "--hang_timeout",
+          float,
+          defaults.hang_timeout,
+          "a worker whose log is unchanged this many seconds is hung",
+      ),
+      (
+          "--max_restarts",
+          int,
+          defaults.max_restarts,
+          "recoveries in a row without a new checkpoint before giving up",
+      ),
+      (
+          "--backoff_base",
+          float,
+          defaults.backoff_base,
+          "seconds before the 2nd recovery in a row; doubles after",
+      ),
+      (
+          "--backoff_cap",
+          float,
+          defaults.backoff_cap,
+          "the longest wait between recoveries, in seconds",
+      ),
+      (
+          "--provision_timeout",
+          float,
+          defaults.provision_timeout,
+          "seconds to wait for a TPU to be READY / a queue ACTIVE",
+      ),
+  ):
+    parser.add_argument(flag, type=kind, default=default, help=text)
+  parser.add_argument(
+      "--train_steps",
+      type=int,
+      help="the run's last step, if the gin files and overrides do not say",
+  )
+  parser.add_argument(
+      "--incident_log",
+      help="JSON-lines file of incidents (default: STATE_DIR/NAME.incidents"
+      ".jsonl; gs:// works)",
+  )
+  parser.add_argument(
+      "--state_dir",
+      default=DEFAULT_STATE_DIR,
+      help="local directory for the watcher's locks and incident log",
+  )
+
+
+def _parse(
+    argv: Sequence[str],
+) -> tuple[argparse.Namespace, list[str], list[str]]:
+  launcher, overrides, extra = t5x_args.split_args(argv)
+  args = _parser().parse_args(launcher)
+  if overrides and args.command not in ("train", "watch"):
+    raise ValueError(
+        f"gin overrides ({overrides[0]} ...) only go with train and watch"
+    )
+  if extra and args.command not in ("train", "watch", "ssh"):
+    raise ValueError(
+        f"arguments after -- ({extra[0]} ...) only go with train, watch and"
+        " ssh"
+    )
+  remote_dir = getattr(args, "remote_dir", DEFAULT_REMOTE_DIR)
+  if not re.fullmatch(r"[A-Za-z0-9._/-]+", remote_dir):
+    raise ValueError(
+        f"--remote_dir {remote_dir!r}: use letters, digits and . _ / - only"
+        " (scp would split other names)"
+    )
+  return args, overrides, extra
 
 
 def build_steps(argv: Sequence[str]) -> tuple[argparse.Namespace, list[Step]]:
@@ -515,33 +747,87 @@ def build_steps(argv: Sequence[str]) -> tuple[argparse.Namespace, list[Step]]:
     argv: arguments after `python -m tpu_launch`.
 
   Returns:
-    The parsed launcher flags and the steps, in order.
+    The parsed launcher flags and the steps, in order (for `watch`: every
+    command it may run, see `build_watch`).
 
   Raises:
     ValueError: a bad configuration (the message says what to change).
     SystemExit: a malformed command line (argparse's usage message).
   """
-  launcher, overrides, extra = t5x_args.split_args(argv)
-  args = _parser().parse_args(launcher)
-  if overrides and args.command != "train":
-    raise ValueError(f"gin overrides ({overrides[0]} ...) only go with train")
-  if extra and args.command not in ("train", "ssh"):
-    raise ValueError(
-        f"arguments after -- ({extra[0]} ...) only go with train and ssh"
-    )
-  remote_dir = getattr(args, "remote_dir", DEFAULT_REMOTE_DIR)
-  if not re.fullmatch(r"[A-Za-z0-9._/-]+", remote_dir):
-    raise ValueError(
-        f"--remote_dir {remote_dir!r}: use letters, digits and . _ / - only"
-        " (scp would split other names)"
-    )
+  args, overrides, extra = _parse(argv)
   function, _ = _COMMANDS[args.command]
   return args, function(args, overrides, extra)
+
+
+def build_watch(
+    argv: Sequence[str],
+) -> tuple[argparse.Namespace, watch.Plan, watch.Settings]:
+  """Parses a `watch` command line.
+
+  Args:
+    argv: arguments after `python -m tpu_launch`, starting with `watch`.
+
+  Returns:
+    The parsed launcher flags, the watcher's commands and its settings.
+
+  Raises:
+    ValueError: a bad configuration, or not a `watch` command line.
+    SystemExit: a malformed command line (argparse's usage message).
+  """
+  args, overrides, extra = _parse(argv)
+  if args.command != "watch":
+    raise ValueError(f"not a watch command line: {args.command}")
+  settings = _watch_settings(args)
+  return args, _watch_plan(args, overrides, extra), settings
+
+
+def _no_gcloud() -> bool:
+  if shutil.which("gcloud") is not None:
+    return False
+  print(
+      "error: gcloud not found on PATH. Install the Google Cloud CLI"
+      " (https://cloud.google.com/sdk/docs/install), then `gcloud auth"
+      " login` and `gcloud config set project PROJECT`; or add --dry_run"
+      " to print the commands.",
+      file=sys.stderr,
+  )
+  return True
+
+
+def _main_watch(argv: Sequence[str]) -> int:
+  try:
+    args, plan, settings = build_watch(argv)
+  except ValueError as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 2
+  if args.dry_run:
+    print(plan.script(settings), end="")
+    return 0
+  if _no_gcloud():
+    return 2
+  log = args.incident_log or os.path.join(
+      args.state_dir, f"{args.name}.incidents.jsonl"
+  )
+  keys = [
+      f"TPU {args.project or '(default project)'}/{args.zone}/{args.name}",
+      f"MODEL_DIR {plan.model_dir}",
+  ]
+  try:
+    with watch.lock(args.state_dir, keys):
+      print(f"# incidents: {log}", file=sys.stderr, flush=True)
+      return watch.Watcher(plan, settings, incident_log=log).watch()
+  except watch.WatchError as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 1
+  except KeyboardInterrupt:
+    return 130
 
 
 def main(argv: Sequence[str] | None = None) -> int:
   """Runs (or with --dry_run prints) a launcher command; returns its status."""
   argv = sys.argv[1:] if argv is None else list(argv)
+  if argv[:1] == ["watch"]:
+    return _main_watch(argv)
   try:
     args, steps = build_steps(argv)
   except ValueError as e:
@@ -553,14 +839,7 @@ def main(argv: Sequence[str] | None = None) -> int:
       print(f"# {step.comment}")
       print(step.line)
     return 0
-  if shutil.which("gcloud") is None:
-    print(
-        "error: gcloud not found on PATH. Install the Google Cloud CLI"
-        " (https://cloud.google.com/sdk/docs/install), then `gcloud auth"
-        " login` and `gcloud config set project PROJECT`; or add --dry_run"
-        " to print the commands.",
-        file=sys.stderr,
-    )
+  if _no_gcloud():
     return 2
   for step in steps:
     print(f"# {step.comment}\n+ {step.line}", file=sys.stderr, flush=True)

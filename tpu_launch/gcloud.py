@@ -20,6 +20,7 @@ On each worker the launcher keeps one directory (`--remote_dir`, default
   ankh3/train.pid              the process group of the running t5x.train
 """
 
+import dataclasses
 import shlex
 from typing import Sequence
 
@@ -28,6 +29,20 @@ LIBTPU_FIND_LINKS = (
     "https://storage.googleapis.com/jax-releases/libtpu_releases.html"
 )
 _PYTHON = "venv/bin/python"
+# The first word of each line `probe` prints.
+PROBE_TAG = "tpu_launch-probe"
+
+
+@dataclasses.dataclass(frozen=True)
+class Step:
+  """One command of a launch: what it is for and its argv."""
+
+  comment: str
+  argv: list[str]
+
+  @property
+  def line(self) -> str:
+    return shlex.join(self.argv)
 
 
 def gcloud(
@@ -253,11 +268,12 @@ def train(
   ankh3_tasks.gin_search_path`), and there starts
 
     env NAME=VALUE... venv/bin/python -m t5x.train \
-      --gin_search_paths=... T5X_ARGS... > t5x.log 2>&1 < /dev/null &
+      --gin_search_paths=... T5X_ARGS... >> t5x.log 2>&1 < /dev/null &
 
   under `setsid nohup`, so that it outlives the ssh session and `stop` can
-  signal the whole group. `T5X_ARGS` are passed through `bash -c '... exec
-  "$@"'` as arguments, never parsed again.
+  signal the whole group. The log is appended to: `watch` runs the same
+  command again after a failure, in the same directory. `T5X_ARGS` are
+  passed through `bash -c '... exec "$@"'` as arguments, never parsed again.
 
   Args:
     remote_dir: the launcher's directory on the worker.
@@ -307,7 +323,7 @@ def train(
       shlex.join(["cd", run]),
       *writes,
       f"{{ {launch} {search_path} {shlex.join(t5x_args)}"
-      " > t5x.log 2>&1 < /dev/null & }",
+      " >> t5x.log 2>&1 < /dev/null & }",
       f'printf "%s: started t5x.train, log %s\\n" "$(hostname)" {where}',
   )
 
@@ -330,6 +346,30 @@ def stop(remote_dir: str, timeout: int) -> str:
       ' else printf "%s: process group %s had already ended\\n"'
       ' "$(hostname)" "$pgid"; fi',
       "rm -f train.pid",
+  )
+
+
+def probe(remote_dir: str) -> str:
+  """Prints one line about the training on each worker, for `watch`.
+
+  The line is `tpu_launch-probe STATE AGE HOST`: STATE is `running` (the
+  process group `train` recorded has a live process), `ended` (it has none)
+  or `none`
+  (no run was started, or `stop` ended it); AGE is the seconds since the
+  latest run's log last changed, by the worker's clock (-1: no log).
+  """
+  return _script(
+      f"cd {shlex.quote(remote_dir)} 2>/dev/null ||"
+      f' {{ printf "{PROBE_TAG} none -1 %s\\n" "$(hostname)"; exit 0; }}',
+      # A process of the group that is not a zombie (killed, not yet reaped).
+      "if [ -f train.pid ] && ps -e -o pgid= -o stat= | awk -v g=\"$(cat"
+      ' train.pid)" \'$1 == g && $2 !~ /^Z/ { n++ } END { exit !n }\';'
+      " then state=running; elif [ -f train.pid ]; then state=ended;"
+      " else state=none; fi",
+      "age=-1",
+      "if [ -f latest/t5x.log ]; then"
+      ' age=$(( $(date +%s) - $(stat -c %Y latest/t5x.log) )); fi',
+      f'printf "{PROBE_TAG} %s %s %s\\n" "$state" "$age" "$(hostname)"',
   )
 
 

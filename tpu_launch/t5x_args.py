@@ -116,6 +116,68 @@ def model_dir(overrides: Iterable[str]) -> str:
   return value
 
 
+def gin_macro(
+    name: str,
+    gin_files: Sequence[str],
+    overrides: Sequence[str],
+    *,
+    cwd: str,
+    roots: Sequence[tuple[str, str]],
+) -> str | None:
+  """The raw value a run gives gin macro `name`, as far as can be read here.
+
+  The last override wins; without one, the last `NAME = VALUE` line of the
+  gin files, read in order with their includes followed where they stand (as
+  gin reads them). Files found neither as given nor under `roots` are
+  skipped. Values that span lines are not read.
+
+  Args:
+    name: the macro, e.g. `TRAIN_STEPS`.
+    gin_files: `--gin_file` values, in order.
+    overrides: `--gin.NAME=VALUE` and `--gin_bindings=...` arguments.
+    cwd: the directory relative paths are taken from.
+    roots: (label, directory) search paths, e.g. `search_roots()`.
+
+  Returns:
+    The value's text (e.g. `4000000`), or None where nothing sets it.
+  """
+  value = override_value(overrides, name)
+  if value is not None:
+    return value.strip()
+  assignment = re.compile(
+      rf"^[ \t]*{re.escape(name)}[ \t]*=[ \t]*([^#\n]*)", re.MULTILINE
+  )
+  found: list[str | None] = [None]
+  seen: set[str] = set()
+
+  def visit(path: str) -> None:
+    candidates = [path if os.path.isabs(path) else os.path.join(cwd, path)]
+    if not os.path.isabs(path):
+      candidates += [os.path.join(root, path) for _, root in roots]
+    local = next((c for c in candidates if os.path.isfile(c)), None)
+    if local is None or local in seen:
+      return
+    seen.add(local)
+    with open(local) as f:
+      text = f.read()
+    events = [
+        (m.start(), "include", m.group(2)) for m in _INCLUDE.finditer(text)
+    ]
+    events += [
+        (m.start(), "set", m.group(1).strip())
+        for m in assignment.finditer(text)
+    ]
+    for _, kind, what in sorted(events):
+      if kind == "include":
+        visit(what)
+      else:
+        found[0] = what
+
+  for path in gin_files:
+    visit(path)
+  return found[0]
+
+
 def check_model_dir(directory: str, *, reason: str | None) -> None:
   """Raises ValueError if `directory` must be on GCS and is not.
 
