@@ -49,6 +49,65 @@ def load_params(checkpoint_dir: str) -> dict[str, Any]:
   return jax.tree_util.tree_map(np.asarray, params)
 
 
+def params_config(
+    params: dict[str, Any], relative_attention_max_distance: int
+) -> Any:
+  """The `network.Ankh3Config` shapes of a checkpoint's parameters (T5X).
+
+  Args:
+    params: a parameter tree, as `load_params` returns it.
+    relative_attention_max_distance: not stored in the parameters; taken as
+      given.
+
+  Returns:
+    A config with the sizes the parameters have.
+  """
+  from ankh3_tasks import network  # pylint: disable=g-import-not-at-top
+
+  encoder = params["encoder"]
+  heads, buckets = encoder["relpos_bias"]["rel_embedding"].shape
+  vocab_size, emb_dim = params["token_embedder"]["embedding"].shape
+  return network.Ankh3Config(
+      vocab_size=vocab_size,
+      emb_dim=emb_dim,
+      num_heads=heads,
+      num_encoder_layers=sum(k.startswith("layers_") for k in encoder),
+      num_decoder_layers=sum(
+          k.startswith("layers_") for k in params["decoder"]
+      ),
+      # The query kernel is [d_model, heads * head_dim].
+      head_dim=encoder["layers_0"]["attention"]["query"]["kernel"].shape[-1]
+      // heads,
+      mlp_dim=encoder["layers_0"]["mlp"]["wo"]["kernel"].shape[0],
+      relative_attention_num_buckets=buckets,
+      relative_attention_max_distance=relative_attention_max_distance,
+  )
+
+
+_CHECKED_FIELDS = (
+    "vocab_size",
+    "emb_dim",
+    "num_heads",
+    "num_encoder_layers",
+    "num_decoder_layers",
+    "head_dim",
+    "mlp_dim",
+    "relative_attention_num_buckets",
+    "relative_attention_max_distance",
+)
+
+
+def check_config(expected: Any, found: Any) -> None:
+  """Raises ValueError naming the first field where network configs differ."""
+  for field in _CHECKED_FIELDS:
+    want, got = getattr(expected, field), getattr(found, field)
+    if want != got:
+      raise ValueError(
+          f"Config mismatch in {field}: the gin model has {want}, the "
+          f"checkpoint has {got}."
+      )
+
+
 def load_model(
     gin_file: str,
     search_paths: Sequence[str] = (),

@@ -26,6 +26,7 @@ from typing import Optional
 import seqio
 import tensorflow as tf
 
+from ankh3_tasks import cli
 from ankh3_tasks import preprocessors
 from ankh3_tasks import sources
 from ankh3_tasks import tasks
@@ -132,9 +133,12 @@ def register_completion_task(
     The task name.
 
   Raises:
+    FileNotFoundError: when there is no such file.
     ValueError: for a fraction outside (0, 1].
   """
   _check_fraction(prefix_fraction)
+  if not tf.io.gfile.exists(fasta_path):
+    raise FileNotFoundError(f"No such input: {fasta_path} (INPUT_FASTA).")
   name = name or DEFAULT_NAME
   seqio.TaskRegistry.remove(name)
   seqio.TaskRegistry.add(
@@ -256,6 +260,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   """Runs the command line; returns the exit status."""
   args = _parse_args(sys.argv[1:] if argv is None else argv)
   completions = list(read_completions(args.predictions))
+  repeated = [
+      i for i, n in collections.Counter(c.id for c in completions).items()
+      if n > 1
+  ]
+  if repeated:
+    # As `embed` does: one id must name one protein in what is written.
+    raise ValueError(
+        f"{args.predictions}: {len(repeated)} ids name several completions "
+        f"(duplicate ids in the input FASTA): {repeated[:10]}. Make the ids "
+        "unique and run t5x.infer again."
+    )
   write_fasta(completions, args.output)
   odd = collections.Counter(t for c in completions for t in c.other_tokens)
   with_odd = sum(1 for c in completions if c.other_tokens)
@@ -270,4 +285,4 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 if __name__ == "__main__":
-  sys.exit(main())
+  sys.exit(cli.run(main))

@@ -36,6 +36,7 @@ import numpy as np
 import tensorflow as tf
 
 from ankh3_tasks import checkpoints
+from ankh3_tasks import cli
 from ankh3_tasks import network
 from ankh3_tasks import vocabularies
 
@@ -323,32 +324,6 @@ def hf_to_t5x(model: Any) -> tuple[Params, network.Ankh3Config]:
   return params, cfg
 
 
-_CHECKED_FIELDS = (
-    "vocab_size",
-    "emb_dim",
-    "num_heads",
-    "num_encoder_layers",
-    "num_decoder_layers",
-    "head_dim",
-    "mlp_dim",
-    "relative_attention_num_buckets",
-    "relative_attention_max_distance",
-)
-
-
-def check_config(
-    expected: network.Ankh3Config, found: network.Ankh3Config
-) -> None:
-  """Raises ValueError naming the first field where the configs differ."""
-  for field in _CHECKED_FIELDS:
-    want, got = getattr(expected, field), getattr(found, field)
-    if want != got:
-      raise ValueError(
-          f"Config mismatch in {field}: the gin model has {want}, the "
-          f"checkpoint has {got}."
-      )
-
-
 def check_tokenizer(
     hf_dir: str, vocabulary: vocabularies.Ankh3Vocabulary
 ) -> Optional[vocabularies.Ankh3Vocabulary]:
@@ -478,35 +453,23 @@ def main(argv: Optional[list[str]] = None) -> int:
   config = model.module.config
   if args.command == "t5x-to-hf":
     params = checkpoints.load_params(args.checkpoint)
-    found = network.Ankh3Config(
-        vocab_size=params["token_embedder"]["embedding"].shape[0],
-        emb_dim=params["token_embedder"]["embedding"].shape[1],
-        num_heads=params["encoder"]["relpos_bias"]["rel_embedding"].shape[0],
-        num_encoder_layers=sum(
-            k.startswith("layers_") for k in params["encoder"]
-        ),
-        num_decoder_layers=sum(
-            k.startswith("layers_") for k in params["decoder"]
-        ),
-        # The query kernel is [d_model, heads * head_dim].
-        head_dim=params["encoder"]["layers_0"]["attention"]["query"][
-            "kernel"
-        ].shape[-1]
-        // params["encoder"]["relpos_bias"]["rel_embedding"].shape[0],
-        mlp_dim=params["encoder"]["layers_0"]["mlp"]["wo"]["kernel"].shape[0],
-        relative_attention_num_buckets=params["encoder"]["relpos_bias"][
-            "rel_embedding"
-        ].shape[1],
-        relative_attention_max_distance=config.relative_attention_max_distance,
+    found = checkpoints.params_config(
+        params, config.relative_attention_max_distance
     )
-    check_config(config, found)
+    checkpoints.check_config(config, found)
     hf = t5x_to_hf(params, config, encoder_only=args.encoder_only)
     hf.save_pretrained(args.output)
     from ankh3_tasks import hf_tokenizer  # pylint: disable=g-import-not-at-top
 
     files = hf_tokenizer.save(model.input_vocabulary, args.output)
+    # The network's own count: HF keeps copies of the one T5X embedding
+    # (shared, encoder and decoder), which `num_parameters` counts thrice.
+    kept = ("token_embedder", "encoder") if args.encoder_only else params
+    count = sum(
+        np.size(x) for k in kept for x in jax.tree_util.tree_leaves(params[k])
+    )
     print(
-        f"Wrote {type(hf).__name__} ({hf.num_parameters():,} parameters) "
+        f"Wrote {type(hf).__name__} ({count:,} parameters) "
         f"to {args.output}, with the tokenizer of "
         f"{model.input_vocabulary.source} ({', '.join(files)})"
     )
@@ -523,7 +486,7 @@ def main(argv: Optional[list[str]] = None) -> int:
       tokenizer = None
     hf = transformers.T5ForConditionalGeneration.from_pretrained(args.hf_dir)
     params, found = hf_to_t5x(hf)
-    check_config(config, found)
+    checkpoints.check_config(config, found)
     path = save_t5x(params, model, args.output)
     print(f"Wrote T5X checkpoint {path} (step 0)")
     if tokenizer is not None:
@@ -545,4 +508,4 @@ def main(argv: Optional[list[str]] = None) -> int:
 
 
 if __name__ == "__main__":
-  sys.exit(main())
+  sys.exit(cli.run(main))

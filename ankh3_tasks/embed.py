@@ -55,6 +55,7 @@ import jax
 import numpy as np
 
 from ankh3_tasks import checkpoints
+from ankh3_tasks import cli
 from ankh3_tasks import sources
 from ankh3_tasks import vocabularies
 
@@ -267,11 +268,11 @@ class _H5Writer:
     self._file.close()
 
 
-def _writer(path: str):
+def _writer_class(path: str) -> type:
   if path.endswith(".npz"):
-    return _NpzWriter(path)
+    return _NpzWriter
   if path.endswith((".h5", ".hdf5")):
-    return _H5Writer(path)
+    return _H5Writer
   raise ValueError(f"{path}: the output must end in .npz, .h5 or .hdf5.")
 
 
@@ -306,6 +307,7 @@ def _parse_args(argv: Sequence[str]) -> argparse.Namespace:
 def main(argv: Optional[Sequence[str]] = None) -> int:
   """Runs the command line; returns the exit status."""
   args = _parse_args(sys.argv[1:] if argv is None else argv)
+  writer_class = _writer_class(args.output)  # Checked before any work.
   logging.set_verbosity(logging.INFO)
   logging.use_absl_handler()
   stats = sources.ReadStats(os.path.basename(args.input))
@@ -341,7 +343,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
       args.gin_file, [p for p in args.gin_search_paths.split(",") if p]
   )
   params = checkpoints.load_params(args.checkpoint)
-  writer = _writer(args.output)
+  config = model.module.config
+  checkpoints.check_config(
+      config,
+      checkpoints.params_config(
+          params, config.relative_attention_max_distance
+      ),
+  )
+  writer = writer_class(args.output)
   residues = 0
   begin = time.time()
   try:
@@ -385,4 +394,4 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 if __name__ == "__main__":
-  sys.exit(main())
+  sys.exit(cli.run(main))

@@ -15,6 +15,7 @@ from typing import Optional
 
 import seqio
 
+from ankh3_tasks import cli
 from ankh3_tasks import mixtures  # pylint: disable=unused-import
 from ankh3_tasks import preprocessors
 
@@ -125,4 +126,4 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 if __name__ == "__main__":
-  sys.exit(main())
+  sys.exit(cli.run(main))

@@ -1123,6 +1123,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
       )
       + f"\n{os.path.join(args.output_dir, MANIFEST)}"
   )
+  for split, count in stats["written"].items():
+    if count == 0:
+      fraction = sources.held_out_fraction(stats["written_total"])
+      print(
+          f"warning: split {split!r} holds no proteins, and t5x.train stops "
+          f"when it evaluates an empty split; prepare again with "
+          f"--{split}_fraction={fraction} --overwrite (about 100 proteins)",
+          file=sys.stderr,
+      )
   return 0
 
 

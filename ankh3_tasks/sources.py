@@ -421,7 +421,14 @@ def file_format(path: str) -> str:
 def read_records(
     path: str, stats: ReadStats, **table_options
 ) -> Iterator[Record]:
-  """Yields the good records of one FASTA, table or text file."""
+  """Yields the good records of one FASTA, table or text file.
+
+  Raises:
+    FileNotFoundError: when there is no such file.
+    ValueError: for a file of no known format, or a TFRecord file.
+  """
+  if not tf.io.gfile.exists(path):
+    raise FileNotFoundError(f"No such input: {path}")
   kind = file_format(path)
   if kind == "fasta":
     return read_fasta(path, stats)
@@ -638,7 +645,8 @@ def data_dir() -> str:
   if not value:
     raise ValueError(
         "Tell the uniref50 tasks where the data is: set the environment "
-        f"variable {DATA_DIR_ENV}=DIR, or the gin macro "
+        f"variable {DATA_DIR_ENV}=DIR (every command), or with t5x.train, "
+        f"t5x.eval and t5x.infer the gin macro "
         f"--gin.{DATA_DIR_MACRO}=\"'DIR'\"."
     )
   return value
@@ -684,7 +692,35 @@ def split_files(directory: str, split: str) -> list[str]:
         f"{split}/* or {split}*.fasta[.gz] / .csv / .tsv / .parquet / .txt / "
         ".tfrecord."
     )
+  _check_prepared_split(directory, split)
   return files
+
+
+def _check_prepared_split(directory: str, split: str) -> None:
+  """Refuses a split that `ankh3_tasks.prepare` left without proteins.
+
+  T5X would otherwise fail at its first evaluation with an unrelated error.
+  """
+  manifest = os.path.join(directory, PREPARED_MANIFEST)
+  if not tf.io.gfile.exists(manifest):
+    return
+  with tf.io.gfile.GFile(manifest) as f:
+    written = json.load(f).get("written", {})
+  if written.get(split, 1) == 0:
+    total = sum(written.values())
+    raise ValueError(
+        f"Split {split!r} of {directory} holds no proteins: "
+        f"`ankh3_tasks.prepare` put none of its {total:,} there. Prepare "
+        f"again with a larger --{split}_fraction (and --overwrite), e.g. "
+        f"{held_out_fraction(total)} for about 100 proteins, or train without "
+        "evaluating it (t5x.train "
+        "--gin.train_script.train.train_eval_dataset_cfg=None)."
+    )
+
+
+def held_out_fraction(total: int, wanted: int = 100) -> str:
+  """A held-out fraction (as text) giving about `wanted` of `total` records."""
+  return f"{min(0.5, wanted / max(total, 1)):.2g}"
 
 
 class ProteinSource(seqio.DataSource):

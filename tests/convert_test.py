@@ -194,11 +194,11 @@ def test_config_mismatch_names_the_field():
   from ankh3_tasks import convert  # pylint: disable=g-import-not-at-top
 
   with pytest.raises(ValueError, match="mlp_dim.*64.*128"):
-    convert.check_config(_config(), _config(mlp_dim=128))
+    checkpoints.check_config(_config(), _config(mlp_dim=128))
   _, found = convert.hf_to_t5x(_random_hf())
   model = checkpoints.load_model("gin/models/ankh3_tiny.gin", [REPO])
   with pytest.raises(ValueError, match="emb_dim"):
-    convert.check_config(model.module.config, found)
+    checkpoints.check_config(model.module.config, found)
 
 
 @pytest.mark.slow

@@ -367,6 +367,27 @@ def test_command_line(tmp_path, capsys):
   assert "No such input" in capsys.readouterr().err
 
 
+def test_an_empty_held_out_split_is_said_at_once_and_refused(
+    tmp_path, capsys
+):
+  # 50 proteins at the default fraction (1e-4): no validation protein.
+  path = write_fasta(
+      tmp_path / "in.fasta", [(i, [s]) for i, s in _proteins(50)]
+  )
+  out = str(tmp_path / "out")
+  assert prepare.main(
+      [f"--input={path}", f"--output_dir={out}", "--no_progress"]
+  ) == 0
+  err = capsys.readouterr().err
+  assert "warning: split 'validation' holds no proteins" in err
+  assert "--validation_fraction=2 --overwrite" not in err
+  assert "--validation_fraction=0.5 --overwrite" in err  # 100 of 50: capped.
+  assert sources.split_files(out, "train")
+  with pytest.raises(ValueError, match="Split 'validation' of .* holds no "
+                     "proteins.*--validation_fraction"):
+    sources.split_files(out, "validation")
+
+
 # ------------------------------------------------------ tasks on prepared data
 
 
