@@ -7,7 +7,6 @@ real `bash -c`), and a fake `gcloud` that runs worker commands in local
 directories stands in for a two-worker slice.
 """
 
-import configparser
 import contextlib
 import importlib.util
 import json
@@ -580,6 +579,7 @@ def test_setup_installs_the_pins_on_every_worker(capsys):
       "tpu-vm",
       "scp",
       wheel,
+      os.path.join(REPO, "requirements", "constraints.txt"),
       "ankh3:ankh3/dist/",
       "--zone=us-central2-b",
       "--worker=all",
@@ -594,14 +594,10 @@ def test_setup_installs_the_pins_on_every_worker(capsys):
   assert len(pins) == 3
   i = remote.index(pins[0])
   assert remote[i - 2 : i + 3] == ["-q", "--no-deps", *pins]
-  config = configparser.ConfigParser()
-  config.read(os.path.join(REPO, "setup.cfg"))
-  [jax] = [
-      r
-      for r in config.get("options", "install_requires").split()
-      if r.startswith("jax==")
-  ]
+  with open(os.path.join(REPO, "requirements", "constraints.txt")) as f:
+    [jax] = [l.strip() for l in f if l.startswith("jax==")]
   i = remote.index(f"dist/{name}[t5x]")
+  assert remote[i - 2 : i] == ["-c", "dist/constraints.txt"]
   assert remote[i + 1 : i + 4] == [
       jax.replace("jax", "jax[tpu]"),
       "-f",
@@ -616,7 +612,8 @@ def test_setup_with_a_wheel_skips_the_build(tmp_path, capsys):
       ["setup", "--name=ankh3", f"--wheel={wheel}", "--no_check"], capsys
   )
   assert "pip wheel" not in output
-  assert f"scp {wheel} ankh3:ankh3/dist/" in output
+  constraints = os.path.join(REPO, "requirements", "constraints.txt")
+  assert f"scp {wheel} {constraints} ankh3:ankh3/dist/" in output
 
 
 def _xm_argv(*more):

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs T5X (with airio and jestimator) at the pinned commits into the
-# active Python environment, with the pinned PyPI set of setup.cfg's `t5x`
-# extra.
+# active Python environment, with setup.cfg's `t5x` extra at the tested
+# versions (requirements/constraints.txt).
 #
 # usage: tools/install_t5x.sh [--checkouts DIR] [--dry-run]
 #
@@ -42,7 +42,7 @@ run() {
   fi
 }
 
-run python -m pip install -e ".[t5x]"
+run python -m pip install -c requirements/constraints.txt -e ".[t5x]"
 if [[ -z "$checkouts" ]]; then
   run python -m pip install --no-deps -r requirements/t5x-git.txt
   exit 0

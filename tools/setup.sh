@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Sets up everything in the active Python environment: the package with its
-# test tools, then T5X (with airio and jestimator) at the tested commits.
+# test tools, then T5X (with airio and jestimator) at the tested commits, all
+# at the tested versions (requirements/constraints.txt).
 #
 # usage: tools/setup.sh [--checkouts DIR] [--no-t5x] [--dry-run]
 #
@@ -47,7 +48,7 @@ run() {
   fi
 }
 
-run python -m pip install -e ".[test]"
+run python -m pip install -c requirements/constraints.txt -e ".[test]"
 if [[ -n "$no_t5x" ]]; then
   exit 0
 fi

@@ -110,6 +110,9 @@ def _create(args, overrides, extra) -> list[Step]:
   return [Step(comment, argv)]
 
 
+CONSTRAINTS = os.path.join("requirements", "constraints.txt")
+
+
 def read_checkout(repo: str) -> tuple[str, str, list[str]]:
   """Reads what `setup` installs from a checkout of this repository.
 
@@ -117,16 +120,16 @@ def read_checkout(repo: str) -> tuple[str, str, list[str]]:
     repo: the checkout.
 
   Returns:
-    (package version, `jax[tpu]==V` with setup.cfg's jax pin, the lines of
-    requirements/t5x-git.txt).
+    (package version, `jax[tpu]==V` with the tested jax of
+    requirements/constraints.txt, the lines of requirements/t5x-git.txt).
 
   Raises:
     ValueError: `repo` is not a checkout.
   """
   init = os.path.join(repo, "ankh3_tasks", "__init__.py")
-  cfg = os.path.join(repo, "setup.cfg")
+  constraints = os.path.join(repo, CONSTRAINTS)
   git = os.path.join(repo, "requirements", "t5x-git.txt")
-  missing = [p for p in (init, cfg, git) if not os.path.isfile(p)]
+  missing = [p for p in (init, constraints, git) if not os.path.isfile(p)]
   if missing:
     raise ValueError(
         f"setup needs a checkout of this repository; {repo} lacks "
@@ -135,16 +138,14 @@ def read_checkout(repo: str) -> tuple[str, str, list[str]]:
     )
   with open(init) as f:
     version = re.search(r'^__version__ = "([^"]+)"', f.read(), re.MULTILINE)
-  parser = configparser.ConfigParser()
-  parser.read(cfg)
-  requires = parser.get("options", "install_requires", fallback="").split()
-  jax = [r for r in requires if r.startswith("jax==")]
+  with open(constraints) as f:
+    jax = [l.strip() for l in f if l.startswith("jax==")]
   with open(git) as f:
     lines = [l.strip() for l in f if l.strip() and not l.startswith("#")]
   if not version or not jax or not lines:
     raise ValueError(
-        f"could not read the version from {init}, the jax pin from {cfg}"
-        f" or the git requirements from {git}"
+        f"could not read the version from {init}, the jax pin from "
+        f"{constraints} or the git requirements from {git}"
     )
   return version.group(1), "jax[tpu]" + jax[0][len("jax") :], lines
 
@@ -192,9 +193,9 @@ def _setup(args, overrides, extra) -> list[Step]:
   name = os.path.basename(wheel)
   steps.append(
       Step(
-          "copy the wheel to every worker",
+          "copy the wheel and the tested versions to every worker",
           gcloud.scp(
-              [wheel],
+              [wheel, os.path.join(repo, CONSTRAINTS)],
               args.name,
               f"{args.remote_dir}/dist/",
               **_common(args),
@@ -203,8 +204,8 @@ def _setup(args, overrides, extra) -> list[Step]:
   )
   steps.append(
       Step(
-          f"on every worker: venv, {name}[t5x], {jax}, then T5X, airio and"
-          " jestimator at the pinned commits (--no-deps)",
+          f"on every worker: venv, {name}[t5x] at the tested versions, {jax},"
+          " then T5X, airio and jestimator at the pinned commits (--no-deps)",
           gcloud.ssh(
               args.name,
               worker="all",

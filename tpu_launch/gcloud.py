@@ -208,7 +208,8 @@ def setup_install(
     jax_requirement: str,
     git_requirements: Sequence[str],
 ) -> str:
-  """Builds the worker's venv: the wheel with its t5x extra, JAX for TPU,
+  """Builds the worker's venv: the wheel with its t5x extra at the tested
+  versions (`dist/constraints.txt`, copied beside the wheel), JAX for TPU,
   then T5X, airio and jestimator from git without their dependencies.
 
   Args:
@@ -229,6 +230,8 @@ def setup_install(
       shlex.join([*pip, "--upgrade", "pip"]),
       shlex.join([
           *pip,
+          "-c",
+          "dist/constraints.txt",
           f"dist/{wheel}[t5x]",
           jax_requirement,
           "-f",

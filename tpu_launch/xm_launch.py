@@ -222,7 +222,15 @@ def job_spec(argv: Sequence[str]) -> tuple[argparse.Namespace, dict[str, Any]]:
               f"WORKDIR {IMAGE_WORKDIR}",
               "RUN "
               + shlex.join(
-                  [*pip, ".[t5x]", jax, "-f", gcloud.LIBTPU_FIND_LINKS]
+                  [
+                      *pip,
+                      "-c",
+                      cli.CONSTRAINTS,
+                      ".[t5x]",
+                      jax,
+                      "-f",
+                      gcloud.LIBTPU_FIND_LINKS,
+                  ]
               ),
               "RUN "
               + shlex.join(
