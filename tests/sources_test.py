@@ -6,6 +6,8 @@ import logging as std_logging
 import os
 
 import gin
+import hypothesis
+from hypothesis import strategies as st
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -293,3 +295,25 @@ def test_only_files_the_manifest_lists_skip_the_checks(tmp_path):
   got, stats = _read(files)
   assert sorted(got) == [("a", "MKT"), ("b", "GGS")]
   assert stats.skipped[sources.INVALID_CHARACTERS] == 1
+
+
+@hypothesis.settings(max_examples=200, deadline=None)
+@hypothesis.given(
+    st.lists(
+        st.sampled_from(
+            list("MKTAYLGXBZUOJ1-*. \t\r\n") + ["mk", "\u0131", "\u00e9", "**"]
+        ),
+        max_size=12,
+    ).map("".join)
+)
+def test_python_and_tf_cleaning_agree(raw):
+  # One rule, two twins: `clean_sequence` (FASTA, tables, text) and
+  # `_clean_sequence_tf` (TFRecord shards) keep and clean alike.
+  sequence, reason, _ = sources.clean_sequence(raw)
+  stats = sources.ReadStats("twin")
+  tf_sequence, keep = sources._clean_sequence_tf(  # pylint: disable=protected-access
+      tf.constant("id"), tf.constant(raw), stats
+  )
+  assert bool(keep) == (not reason), raw
+  if not reason:
+    assert tf_sequence.numpy().decode() == sequence, raw
