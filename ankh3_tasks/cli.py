@@ -18,7 +18,7 @@ TRACEBACK_ENV = "ANKH3_TRACEBACK"
 
 
 def _is_user_error(error: BaseException) -> bool:
-  if isinstance(error, (ValueError, OSError)):
+  if isinstance(error, (ValueError, OSError, EOFError)):
     return True
   # Reading files (TensorFlow) and restoring parameters of another shape
   # (flax): checked by class, without importing either here.

@@ -32,6 +32,8 @@ from typing import Any, Optional
 
 import tensorflow as tf
 
+from ankh3_tasks import cli
+
 INFERENCE_EVAL = "inference_eval"
 TRAINING_EVAL = "training_eval"
 # From the training evaluator, by the name the table gives them.
@@ -168,11 +170,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   parser.add_argument("--step", type=int, help="default: the latest.")
   parser.add_argument("--json", help="also write the rows to this file.")
   args = parser.parse_args(argv)
-  try:
-    rows = table_rows(args.eval_dir, args.step)
-  except (FileNotFoundError, ValueError) as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 1
+  rows = table_rows(args.eval_dir, args.step)
   print(markdown(rows))
   if args.json:
     with tf.io.gfile.GFile(args.json, "w") as f:
@@ -181,4 +179,4 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 if __name__ == "__main__":
-  sys.exit(main())
+  sys.exit(cli.run(main))

@@ -49,6 +49,7 @@ from absl import logging
 import numpy as np
 import tensorflow as tf
 
+from ankh3_tasks import cli
 from ankh3_tasks import sources
 from ankh3_tasks import vocabularies
 
@@ -1083,37 +1084,27 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.error(f"unknown arguments (Beam options need --beam): {beam_args}")
   std_logging.basicConfig(level=std_logging.INFO)
   logging.set_verbosity(logging.INFO)
-  try:
-    settings = Settings(
-        num_shards=args.num_shards,
-        num_eval_shards=args.num_eval_shards,
-        validation_fraction=args.validation_fraction,
-        test_fraction=args.test_fraction,
-        max_length=args.max_length,
-        salt=args.salt,
-        sequence_column=args.sequence_column,
-        id_column=args.id_column,
-    )
-    stats = prepare(
-        args.input,
-        args.output_dir,
-        settings,
-        overwrite=args.overwrite,
-        progress=not args.no_progress,
-        workers=args.workers,
-        beam_options=(beam_args or ["--runner=DirectRunner"])
-        if args.beam
-        else None,
-    )
-  except (
-      ValueError,
-      FileExistsError,
-      FileNotFoundError,
-      OSError,
-      EOFError,
-  ) as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 1
+  settings = Settings(
+      num_shards=args.num_shards,
+      num_eval_shards=args.num_eval_shards,
+      validation_fraction=args.validation_fraction,
+      test_fraction=args.test_fraction,
+      max_length=args.max_length,
+      salt=args.salt,
+      sequence_column=args.sequence_column,
+      id_column=args.id_column,
+  )
+  stats = prepare(
+      args.input,
+      args.output_dir,
+      settings,
+      overwrite=args.overwrite,
+      progress=not args.no_progress,
+      workers=args.workers,
+      beam_options=(beam_args or ["--runner=DirectRunner"])
+      if args.beam
+      else None,
+  )
   print(
       f"read {stats['read']:,}, written {stats['written_total']:,} "
       f"({', '.join(f'{s} {n:,}' for s, n in stats['written'].items())}), "
@@ -1136,4 +1127,4 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 if __name__ == "__main__":
-  sys.exit(main())
+  sys.exit(cli.run(main))

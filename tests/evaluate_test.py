@@ -8,6 +8,7 @@ import sys
 import pytest
 import tensorflow as tf
 
+from ankh3_tasks import cli
 from ankh3_tasks import evaluate
 
 from conftest import REPO
@@ -65,14 +66,14 @@ def test_table_joins_both_evaluators_by_task_and_step(tmp_path, capsys):
     evaluate.table_rows(str(tmp_path), 300)
 
   out = tmp_path / "rows.json"
-  assert evaluate.main([str(tmp_path), f"--json={out}"]) == 0
+  assert cli.run(evaluate.main, [str(tmp_path), f"--json={out}"]) == 0
   table = capsys.readouterr().out
   assert "| t_denoise_15 | 200 | 0.5000 | 1.2500 | - | 1.2000 |" in table
   assert json.loads(out.read_text()) == rows
 
 
 def test_empty_or_bad_directories_say_what_is_missing(tmp_path, capsys):
-  assert evaluate.main([str(tmp_path)]) == 1
+  assert cli.run(evaluate.main, [str(tmp_path)]) == 1
   assert "inference_eval/*-metrics.jsonl" in capsys.readouterr().err
   bad = tmp_path / "inference_eval" / "t-metrics.jsonl"
   bad.parent.mkdir()

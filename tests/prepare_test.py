@@ -10,6 +10,7 @@ import pytest
 import seqio
 import tensorflow as tf
 
+from ankh3_tasks import cli
 from ankh3_tasks import prepare
 from ankh3_tasks import sources
 from ankh3_tasks import tasks
@@ -348,7 +349,7 @@ def test_command_line(tmp_path, capsys):
   path = write_fasta(tmp_path / "in.fasta", [("a", ["MKT"]), ("b", ["1"])])
   out = str(tmp_path / "out")
   assert (
-      prepare.main([
+      cli.run(prepare.main, [
           f"--input={path}",
           f"--output_dir={out}",
           "--num_shards=2",
@@ -359,8 +360,9 @@ def test_command_line(tmp_path, capsys):
   printed = capsys.readouterr().out
   assert "read 2, written 1" in printed and "invalid characters 1" in printed
   assert (
-      prepare.main(
-          [f"--input={tmp_path / 'missing.fasta'}", f"--output_dir={out}"]
+      cli.run(
+          prepare.main,
+          [f"--input={tmp_path / 'missing.fasta'}", f"--output_dir={out}"],
       )
       == 1
   )
@@ -375,9 +377,8 @@ def test_an_empty_held_out_split_is_said_at_once_and_refused(
       tmp_path / "in.fasta", [(i, [s]) for i, s in _proteins(50)]
   )
   out = str(tmp_path / "out")
-  assert prepare.main(
-      [f"--input={path}", f"--output_dir={out}", "--no_progress"]
-  ) == 0
+  flags = [f"--input={path}", f"--output_dir={out}", "--no_progress"]
+  assert cli.run(prepare.main, flags) == 0
   err = capsys.readouterr().err
   assert "warning: split 'validation' holds no proteins" in err
   assert "--validation_fraction=2 --overwrite" not in err
