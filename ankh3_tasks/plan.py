@@ -123,30 +123,90 @@ def _tpu_v5e(chips: int) -> Topology:
   )
 
 
-def _gpus(name: str, count: int, peak_flops: float) -> Topology:
-  # 80 GiB of HBM per GPU; JAX lets XLA use 75% of it by default
-  # (XLA_PYTHON_CLIENT_MEM_FRACTION=.75): raise that to plan with more.
+# JAX lets XLA take this share of a GPU's memory by default
+# (XLA_PYTHON_CLIENT_MEM_FRACTION=.75); `--mem_fraction` plans with another
+# (tpu_launch/slurm.py sets 0.9, docs/gpu.md).
+GPU_MEM_FRACTION = 0.75
+
+
+def _gpus(name: str, count: int, hbm_gib: int, peak_flops: float) -> Topology:
+  # The datasheets' "80GB" and "141GB" are counted as GiB, as nvidia-smi
+  # reports them to within 1%.
   return Topology(
       f"{count}x{name}",
       count,
-      80 * _GIB,
-      60 * _GIB,
+      hbm_gib * _GIB,
+      int(GPU_MEM_FRACTION * hbm_gib * _GIB),
       peak_flops,
-      f"{name} 80GB GPUs",
+      f"{name} {hbm_gib}GB GPUs",
   )
 
+
+def gpu_devices(nodes: int, gpus_per_node: int = 8) -> int:
+  """JAX devices of `nodes` GPU nodes (gin/partitioning/gpu_nodes_8.gin).
+
+  Args:
+    nodes: nodes of the job.
+    gpus_per_node: GPUs per node, one JAX process each.
+
+  Returns:
+    `nodes * gpus_per_node`.
+
+  Raises:
+    ValueError: either is below 1.
+  """
+  if nodes < 1 or gpus_per_node < 1:
+    raise ValueError(
+        f"A GPU job needs at least 1 node and 1 GPU per node, got {nodes}"
+        f" node(s) of {gpus_per_node}."
+    )
+  return nodes * gpus_per_node
+
+
+# GPU counts planned for: one GPU, one node of 8, and 2, 4 and 8 such nodes.
+_GPU_COUNTS = (1, 8, 16, 32, 64)
 
 TOPOLOGIES: dict[str, Topology] = {
     t.name: t
     for t in (
         *(_tpu_v4(n) for n in (8, 16, 32, 64, 128, 256)),
         *(_tpu_v5e(n) for n in (8, 16, 32, 64, 128, 256)),
-        # NVIDIA H100 SXM datasheet: 989 TFLOP/s dense bf16 (1,979 sparse).
-        _gpus("H100", 8, 989e12),
+        # NVIDIA H100 SXM datasheet: 80 GB HBM3, 989 TFLOP/s dense bf16
+        # (1,979 sparse).
+        *(_gpus("H100", n, 80, 989e12) for n in _GPU_COUNTS),
+        # NVIDIA H200 SXM datasheet: 141 GB HBM3e; the same 989 TFLOP/s
+        # dense bf16 as the H100 SXM (the H200 NVL is rated lower).
+        *(_gpus("H200", n, 141, 989e12) for n in _GPU_COUNTS),
         # NVIDIA A100 80GB datasheet: 312 TFLOP/s dense bf16.
-        _gpus("A100", 8, 312e12),
+        _gpus("A100", 8, 80, 312e12),
     )
 }
+
+
+def with_mem_fraction(topology: Topology, fraction: float) -> Topology:
+  """A GPU topology whose usable memory is `fraction` of each GPU's.
+
+  Args:
+    topology: a GPU row of `TOPOLOGIES` (named `NxMODEL`).
+    fraction: XLA_PYTHON_CLIENT_MEM_FRACTION, in (0, 1].
+
+  Returns:
+    The topology with `usable_bytes = fraction * hbm_bytes`.
+
+  Raises:
+    ValueError: a TPU topology, or a fraction outside (0, 1].
+  """
+  if "x" not in topology.name:
+    raise ValueError(
+        f"{topology.name} is not a GPU topology: XLA_PYTHON_CLIENT_MEM_FRACTION"
+        " applies to GPUs only."
+    )
+  if not 0 < fraction <= 1:
+    raise ValueError(f"Memory fraction {fraction} is not in (0, 1].")
+  return dataclasses.replace(
+      topology, usable_bytes=int(fraction * topology.hbm_bytes)
+  )
+
 
 # The features `seqio.EncDecFeatureConverter(pack=True)` gives T5X's model.
 FEATURES = (
@@ -1189,6 +1249,15 @@ def _parser() -> argparse.ArgumentParser:
       "--mfu", type=float, default=0.3, help="ASSUMED MFU (default 0.3)"
   )
   parser.add_argument(
+      "--mem_fraction",
+      type=float,
+      default=None,
+      help=(
+          "GPUs: the XLA_PYTHON_CLIENT_MEM_FRACTION the run sets (default "
+          f"JAX's {GPU_MEM_FRACTION}; python -m tpu_launch.slurm sets 0.9)"
+      ),
+  )
+  parser.add_argument(
       "--fill",
       type=float,
       default=BEST_FIT_PACKING_FILL,
@@ -1267,6 +1336,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if settings[name] is None:
       parser.error(f"the gin files set no {name}: pass --{name}")
   topology = TOPOLOGIES[args.topology]
+  if args.mem_fraction is not None:
+    try:
+      topology = with_mem_fraction(topology, args.mem_fraction)
+    except ValueError as e:
+      parser.error(str(e))
   partitions = settings["num_partitions"] or 1
   microbatches = settings["microbatches"] or 1
   try:

@@ -39,6 +39,41 @@ EXPERIMENTS = {
             "TRAIN_STEPS = 4000000",
         ],
     ),
+    "large_gpu_1": (
+        [
+            "gin/models/ankh3_large.gin",
+            "gin/runs/ankh3_pretrain.gin",
+            "gin/partitioning/gpu_1.gin",
+        ],
+        [
+            "MIXTURE_OR_TASK_NAME = 'ankh3_uniref50_multitask'",
+            "TRAIN_STEPS = 4000000",
+        ],
+    ),
+    "large_gpu_nodes_8": (
+        [
+            "gin/models/ankh3_large.gin",
+            "gin/runs/ankh3_pretrain.gin",
+            "gin/partitioning/gpu_nodes_8.gin",
+        ],
+        [
+            "MIXTURE_OR_TASK_NAME = 'ankh3_uniref50_multitask'",
+            "TRAIN_STEPS = 4000000",
+            "NUM_NODES = 2",
+        ],
+    ),
+    "xl_gpu_nodes_8": (
+        [
+            "gin/models/ankh3_xl.gin",
+            "gin/runs/ankh3_pretrain.gin",
+            "gin/partitioning/gpu_nodes_8_xl.gin",
+        ],
+        [
+            "MIXTURE_OR_TASK_NAME = 'ankh3_uniref50_multitask'",
+            "TRAIN_STEPS = 5000000",
+            "NUM_NODES = 2",
+        ],
+    ),
 }
 
 # Paper, Table 2: encoder (with the embedding), decoder (with the output
@@ -237,7 +272,17 @@ def test_32_buckets_would_miss_the_paper_by_1024(parse):
   assert sum(PAPER_PARAMETERS["large"]) - (encoder + decoder) == 1024
 
 
-@pytest.mark.parametrize("name", ["large", "xl", "large_gpu_8"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "large",
+        "xl",
+        "large_gpu_8",
+        "large_gpu_1",
+        "large_gpu_nodes_8",
+        "xl_gpu_nodes_8",
+    ],
+)
 def test_batch_and_dimensions_divide_the_mesh(parse, name):
   resolve = parse(EXPERIMENTS[name])
   config = resolve("train_script.train.model").module.config
@@ -249,8 +294,19 @@ def test_batch_and_dimensions_divide_the_mesh(parse, name):
       mlp_dim=config.mlp_dim,
       vocab_size=config.vocab_size,
   )
-  expected = {"large": (64, 1), "xl": (32, 2), "large_gpu_8": (8, 1)}[name]
+  expected = {
+      "large": (64, 1),
+      "xl": (32, 2),
+      "large_gpu_8": (8, 1),
+      "large_gpu_1": (1, 1),
+      "large_gpu_nodes_8": (16, 1),  # NUM_NODES = 2.
+      "xl_gpu_nodes_8": (16, 1),
+  }[name]
   assert (shape["data"], shape["model"]) == expected
+  if name.startswith("xl"):
+    # XL's weights are also split over the data axis, as the planner advises.
+    rules = "partitioning.standard_logical_axis_rules"
+    assert resolve(f"{rules}.parameter_partitioning_dims") == 2
 
 
 def test_learning_rate_is_the_papers(parse):

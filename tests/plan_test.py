@@ -57,8 +57,8 @@ def test_topologies():
       assert topology.devices == number // 2  # Two TensorCores per chip.
     elif name.startswith("v5e-"):
       assert topology.devices == number
-    else:
-      assert topology.devices == 8
+    else:  # GPUs: NxMODEL.
+      assert topology.devices == int(name.split("x")[0])
     assert 0 < topology.usable_bytes <= topology.hbm_bytes
   assert plan.TOPOLOGIES["8xH100"].peak_flops == 989e12
   assert plan.TOPOLOGIES["v5e-256"].hbm_bytes == 16 * 2**30
@@ -480,3 +480,61 @@ def test_cli_plans_a_model_file_with_flags(capsys):
   flags[1] = "--topology=v5litepod-16"  # gcloud's name for v5e-16.
   assert plan.main(flags) == 0
   assert json.loads(capsys.readouterr().out)["topology"]["name"] == "v5e-16"
+
+
+def test_h100_and_h200_topologies():
+  for count in (1, 8, 16, 32, 64):
+    h100 = plan.TOPOLOGIES[f"{count}xH100"]
+    h200 = plan.TOPOLOGIES[f"{count}xH200"]
+    assert (h100.devices, h200.devices) == (count, count)
+    # Datasheets: 80 GB and 141 GB; 989 TFLOP/s dense bf16 for both SXM parts.
+    assert h100.hbm_bytes == 80 * 2**30
+    assert h200.hbm_bytes == 141 * 2**30
+    assert h100.peak_flops == h200.peak_flops == 989e12
+    # JAX's default XLA_PYTHON_CLIENT_MEM_FRACTION.
+    assert h100.usable_bytes == 60 * 2**30
+    assert h200.usable_bytes == int(0.75 * 141 * 2**30)
+
+
+def test_with_mem_fraction():
+  h200 = plan.with_mem_fraction(plan.TOPOLOGIES["8xH200"], 0.9)
+  assert h200.usable_bytes == int(0.9 * 141 * 2**30)
+  assert h200.hbm_bytes == plan.TOPOLOGIES["8xH200"].hbm_bytes
+  with pytest.raises(ValueError, match="not a GPU topology"):
+    plan.with_mem_fraction(plan.TOPOLOGIES["v4-128"], 0.9)
+  with pytest.raises(ValueError, match="not in"):
+    plan.with_mem_fraction(plan.TOPOLOGIES["1xH100"], 1.5)
+
+
+def test_gpu_devices():
+  assert plan.gpu_devices(1) == 8
+  assert plan.gpu_devices(4) == 32
+  assert plan.gpu_devices(nodes=2, gpus_per_node=4) == 8
+  with pytest.raises(ValueError, match="0 node"):
+    plan.gpu_devices(0)
+
+
+@pytest.mark.t5x
+def test_cli_plans_large_on_one_h200(capsys):
+  flags = [
+      f"--gin_file={LARGE_GIN}",
+      "--topology=1xH200",
+      "--mem_fraction=0.9",
+      "--json",
+  ]
+  assert plan.main(flags) == 0
+  result = json.loads(capsys.readouterr().out)
+  assert result["mesh"] == {"data": 1, "model": 1}
+  assert result["topology"]["usable_bytes"] == int(0.9 * 141 * 2**30)
+  assert result["rows_per_replica"] == 1024
+  # The whole batch does not fit one GPU; microbatches do.
+  assert not result["fits"]
+  assert result["suggested_microbatches"] > 1
+  assert result["suggested_total"] <= result["topology"]["usable_bytes"]
+
+
+@pytest.mark.t5x
+def test_cli_refuses_mem_fraction_on_a_tpu():
+  with pytest.raises(SystemExit) as exit_:
+    plan.main([f"--gin_file={LARGE_GIN}", "--mem_fraction=0.9"])
+  assert exit_.value.code == 2
