@@ -125,6 +125,7 @@ def load_model(
   Returns:
     The `t5x.models.EncoderDecoderModel` the file configures.
   """
-  from ankh3_tasks import plan  # pylint: disable=g-import-not-at-top
+  # pylint: disable-next=g-import-not-at-top
+  from ankh3_tasks import t5x_adapter
 
-  return plan.load_gin([gin_file], bindings, search_paths).model
+  return t5x_adapter.load_gin([gin_file], bindings, search_paths).model

@@ -11,7 +11,7 @@ r"""Plans an Ankh3 pretraining run: memory per device, FLOPs and time.
 
 The gin files give the model and, where they set them, the batch, lengths,
 `num_partitions`, `NUM_MICROBATCHES` and `TRAIN_STEPS`; flags override them.
-`--topology` names a row of `TOPOLOGIES` (default v4-128, the paper's slice).
+`--topology` names a row of `hardware.TOPOLOGIES` (default v4-128, the paper's slice).
 A batch or dimension that does not divide the mesh, or microbatches that do
 not divide a replica's rows, is refused (exit status 1) with the numbers.
 
@@ -56,17 +56,16 @@ the arithmetic (`model_flops`, `activation_bytes_per_row`, `plan_run`,
 """
 
 import argparse
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 import dataclasses
-import functools
 import json
 import math
-import os
 import sys
 from typing import Any, Optional
 
-from ankh3_tasks import gin_search_path
+from ankh3_tasks import hardware
 from ankh3_tasks import mesh
+from ankh3_tasks import t5x_adapter
 
 # Share of the 512 encoder ids that carry a protein id, by packing, on the
 # bundled sample at lengths 512 / 320 (benchmarks/pipeline_throughput.py,
@@ -75,150 +74,6 @@ from ankh3_tasks import mesh
 SEQIO_PACKING_FILL = 0.665
 BEST_FIT_PACKING_FILL = 0.886
 _GIB = 2**30
-
-
-@dataclasses.dataclass(frozen=True)
-class Topology:
-  """A slice or host, as a planner sees it.
-
-  Attributes:
-    name: what `--topology` takes.
-    devices: JAX devices (TPU v4 and v5e: chips; GPUs).
-    hbm_bytes: memory per device, as sold.
-    usable_bytes: what one program can use per device.
-    peak_flops: dense bfloat16 FLOP/s per device.
-    kind: a word for the device.
-  """
-
-  name: str
-  devices: int
-  hbm_bytes: int
-  usable_bytes: int
-  peak_flops: float
-  kind: str
-
-
-def _tpu_v4(tensorcores: int) -> Topology:
-  # cloud.google.com/tpu/docs/v4: a v4-N slice has N TensorCores, two per
-  # chip, run as one JAX device per chip (megacore); 32 GiB HBM2 and 275
-  # TFLOP/s bf16 peak per chip. XLA's out-of-memory reports on v4 give the
-  # capacity as 30.75G of HBM (1.25G reserved), e.g. github.com/erfanzar/
-  # EasyDeL/issues/166.
-  return Topology(
-      f"v4-{tensorcores}",
-      tensorcores // 2,
-      32 * _GIB,
-      int(30.75 * _GIB),
-      275e12,
-      "TPU v4 chips",
-  )
-
-
-def _tpu_v5e(chips: int) -> Topology:
-  # cloud.google.com/tpu/docs/v5e: a v5litepod-N slice has N chips of one
-  # TensorCore; 16 GiB HBM2 and 197 TFLOP/s bf16 peak per chip. XLA's
-  # reserve on v5e is not known here: usable = the full 16 GiB.
-  return Topology(
-      f"v5e-{chips}", chips, 16 * _GIB, 16 * _GIB, 197e12, "TPU v5e chips"
-  )
-
-
-# JAX lets XLA take this share of a GPU's memory by default
-# (XLA_PYTHON_CLIENT_MEM_FRACTION=.75); `--mem_fraction` plans with another
-# (tpu_launch/slurm.py sets 0.9, docs/gpu.md).
-GPU_MEM_FRACTION = 0.75
-
-
-def _gpus(name: str, count: int, hbm_gib: int, peak_flops: float) -> Topology:
-  # The datasheets' "80GB" and "141GB" are counted as GiB, as nvidia-smi
-  # reports them to within 1%.
-  return Topology(
-      f"{count}x{name}",
-      count,
-      hbm_gib * _GIB,
-      int(GPU_MEM_FRACTION * hbm_gib * _GIB),
-      peak_flops,
-      f"{name} {hbm_gib}GB GPUs",
-  )
-
-
-def gpu_devices(nodes: int, gpus_per_node: int = 8) -> int:
-  """JAX devices of `nodes` GPU nodes (gin/partitioning/gpu_nodes_8.gin).
-
-  Args:
-    nodes: nodes of the job.
-    gpus_per_node: GPUs per node, one JAX process each.
-
-  Returns:
-    `nodes * gpus_per_node`.
-
-  Raises:
-    ValueError: either is below 1.
-  """
-  if nodes < 1 or gpus_per_node < 1:
-    raise ValueError(
-        f"A GPU job needs at least 1 node and 1 GPU per node, got {nodes}"
-        f" node(s) of {gpus_per_node}."
-    )
-  return nodes * gpus_per_node
-
-
-# GPU counts planned for: one GPU, one node of 8, and 2, 4 and 8 such nodes.
-_GPU_COUNTS = (1, 8, 16, 32, 64)
-
-TOPOLOGIES: dict[str, Topology] = {
-    t.name: t
-    for t in (
-        *(_tpu_v4(n) for n in (8, 16, 32, 64, 128, 256)),
-        *(_tpu_v5e(n) for n in (8, 16, 32, 64, 128, 256)),
-        # NVIDIA H100 SXM datasheet: 80 GB HBM3, 989 TFLOP/s dense bf16
-        # (1,979 sparse).
-        *(_gpus("H100", n, 80, 989e12) for n in _GPU_COUNTS),
-        # NVIDIA H200 SXM datasheet: 141 GB HBM3e; the same 989 TFLOP/s
-        # dense bf16 as the H100 SXM (the H200 NVL is rated lower).
-        *(_gpus("H200", n, 141, 989e12) for n in _GPU_COUNTS),
-        # NVIDIA A100 80GB datasheet: 312 TFLOP/s dense bf16.
-        _gpus("A100", 8, 80, 312e12),
-    )
-}
-
-
-def with_mem_fraction(topology: Topology, fraction: float) -> Topology:
-  """A GPU topology whose usable memory is `fraction` of each GPU's.
-
-  Args:
-    topology: a GPU row of `TOPOLOGIES` (named `NxMODEL`).
-    fraction: XLA_PYTHON_CLIENT_MEM_FRACTION, in (0, 1].
-
-  Returns:
-    The topology with `usable_bytes = fraction * hbm_bytes`.
-
-  Raises:
-    ValueError: a TPU topology, or a fraction outside (0, 1].
-  """
-  if "x" not in topology.name:
-    raise ValueError(
-        f"{topology.name} is not a GPU topology: XLA_PYTHON_CLIENT_MEM_FRACTION"
-        " applies to GPUs only."
-    )
-  if not 0 < fraction <= 1:
-    raise ValueError(f"Memory fraction {fraction} is not in (0, 1].")
-  return dataclasses.replace(
-      topology, usable_bytes=int(fraction * topology.hbm_bytes)
-  )
-
-
-# The features `seqio.EncDecFeatureConverter(pack=True)` gives T5X's model.
-FEATURES = (
-    "encoder_input_tokens",
-    "encoder_segment_ids",
-    "encoder_positions",
-    "decoder_input_tokens",
-    "decoder_target_tokens",
-    "decoder_loss_weights",
-    "decoder_segment_ids",
-    "decoder_positions",
-)
 
 
 def model_flops(cfg: Any, batch: int, inputs: int, targets: int) -> dict:
@@ -479,7 +334,7 @@ class StateSizes:
 def plan_run(
     cfg: Any,
     state: StateSizes,
-    topology: Topology,
+    topology: hardware.Topology,
     *,
     batch_size: int,
     inputs_length: int,
@@ -732,143 +587,6 @@ def format_plan(plan: Mapping[str, Any]) -> str:
 # ---------------------------------------------------------------------------
 
 
-@dataclasses.dataclass
-class GinRun:
-  """What the gin files configure, for planning.
-
-  Attributes:
-    model: T5X's `EncoderDecoderModel` (the `MODEL` macro).
-    settings: `batch_size`, `inputs_length`, `targets_length`,
-      `num_partitions`, `microbatches`, `steps`, `num_devices`, each None
-      where the files do not set it.
-    rules: `PjitPartitioner.logical_axis_rules` (T5X's standard rules
-      where unset).
-    dropout_rate: the bound `DROPOUT_RATE` (0.0 where unbound).
-  """
-
-  model: Any
-  settings: dict[str, Optional[int]]
-  rules: Sequence[tuple[str, Optional[str]]]
-  dropout_rate: float
-
-
-def _query(key: str) -> Any:
-  """A gin binding's value, references called; None where unset."""
-  import gin  # pylint: disable=g-import-not-at-top
-
-  try:
-    value = gin.query_parameter(key)
-  except ValueError:
-    return None
-  if isinstance(value, gin.config.ConfigurableReference):
-    if repr(value) == "%gin.REQUIRED":
-      return None
-    return value.scoped_configurable_fn() if value.evaluate else value
-  return value
-
-
-# Paths `load_gin` has added to gin's search path.
-_GIN_SEARCH_PATHS: set[str] = set()
-
-
-def load_gin(
-    gin_files: Sequence[str],
-    bindings: Sequence[str] = (),
-    search_paths: Sequence[str] = (),
-) -> GinRun:
-  """Parses gin files as `python -m t5x.train` does and builds the model.
-
-  The search path is `search_paths`, this package's gin tree and T5X's
-  (for `t5x/configs/...`), after the current directory; each is added to
-  gin's process-wide search path once. The run files
-  `import __main__ as train_script`: `t5x.train` stands in for `__main__`
-  while they are parsed. Nothing is finalised, so `MODEL_DIR` and the like
-  may stay unset; a model file alone gets `DROPOUT_RATE = 0.0`. Gin's global
-  config is cleared afterwards.
-
-  Args:
-    gin_files: e.g. `["gin/experiments/ankh3_large_pretrain.gin"]`.
-    bindings: `NAME = VALUE` strings, applied after the files.
-    search_paths: extra directories to look for the files in.
-
-  Returns:
-    The `GinRun`.
-  """
-  import gin  # pylint: disable=g-import-not-at-top
-  import t5x  # pylint: disable=g-import-not-at-top
-  from t5x import partitioning  # pylint: disable=g-import-not-at-top
-  from t5x import train as train_script  # pylint: disable=g-import-not-at-top
-
-  main_module = sys.modules["__main__"]
-  sys.modules["__main__"] = train_script
-  try:
-    gin.clear_config()
-    for path in (
-        *search_paths,
-        gin_search_path.gin_search_path(),
-        os.path.dirname(os.path.dirname(os.path.abspath(t5x.__file__))),
-    ):
-      # Gin's search path is process-wide and `clear_config` keeps it.
-      if path not in _GIN_SEARCH_PATHS:
-        _GIN_SEARCH_PATHS.add(path)
-        gin.add_config_file_search_path(path)
-    gin.parse_config_files_and_bindings(
-        list(gin_files), list(bindings), finalize_config=False
-    )
-    dropout = _query("DROPOUT_RATE/macro.value")
-    if dropout is None:
-      gin.parse_config("DROPOUT_RATE = 0.0")
-      dropout = 0.0
-    model = _query("MODEL/macro.value")
-    if model is None:
-      raise ValueError(f"The gin files {list(gin_files)} set no MODEL.")
-    lengths = _query("TASK_FEATURE_LENGTHS/macro.value") or {}
-    submesh = _query("partitioning.PjitPartitioner.model_parallel_submesh")
-    partitions = _query("partitioning.PjitPartitioner.num_partitions")
-    if submesh:
-      partitions = math.prod(submesh)
-    microbatches = _query("NUM_MICROBATCHES/macro.value")
-    settings = {
-        "batch_size": _query("BATCH_SIZE/macro.value"),
-        "inputs_length": lengths.get("inputs"),
-        "targets_length": lengths.get("targets"),
-        "num_partitions": partitions,
-        "microbatches": microbatches,
-        "steps": _query("TRAIN_STEPS/macro.value"),
-        "num_devices": _query("NUM_DEVICES/macro.value"),
-    }
-    rules = _query("partitioning.PjitPartitioner.logical_axis_rules")
-    if rules is None:
-      rules = partitioning.standard_logical_axis_rules()
-  finally:
-    sys.modules["__main__"] = main_module
-    gin.clear_config()
-  return GinRun(model, settings, tuple(rules), float(dropout))
-
-
-@functools.lru_cache(maxsize=4)
-def _abstract_train_state(model: Any) -> Any:
-  """T5X's train state for `model`, as shapes (`jax.eval_shape`)."""
-  # pylint: disable=g-import-not-at-top
-  import jax
-  import numpy as np
-  from t5x import train_state as train_state_lib
-
-  # pylint: enable=g-import-not-at-top
-
-  def init(rng):
-    variables = model.get_initial_variables(
-        rng,
-        {"encoder_input_tokens": (1, 8), "decoder_input_tokens": (1, 8)},
-        {"encoder_input_tokens": np.int32, "decoder_input_tokens": np.int32},
-    )
-    return train_state_lib.FlaxOptimTrainState.create(
-        model.optimizer_def, variables
-    )
-
-  return jax.eval_shape(init, jax.random.PRNGKey(0))
-
-
 def _ways(
     mesh_axes: Optional[str | Sequence[str]], mesh_shape: Mapping[str, int]
 ) -> int:
@@ -912,7 +630,7 @@ def state_sizes(
 
   # pylint: enable=g-import-not-at-top
 
-  state = _abstract_train_state(model)
+  state = t5x_adapter.abstract_train_state(model)
   leaves = traverse_util.flatten_dict(state.state_dict(), sep="/")
   axes = traverse_util.flatten_dict(
       state.as_logical_axes().state_dict(), keep_empty_nodes=True, sep="/"
@@ -971,18 +689,6 @@ def activation_shards(
   return shards
 
 
-def _abstract_batch(rows: int, inputs: int, targets: int) -> dict[str, Any]:
-  import jax  # pylint: disable=g-import-not-at-top
-  import numpy as np  # pylint: disable=g-import-not-at-top
-
-  return {
-      k: jax.ShapeDtypeStruct(
-          (rows, targets if k.startswith("decoder") else inputs), np.int32
-      )
-      for k in FEATURES
-  }
-
-
 def saved_residual_bytes(
     model: Any, rows: int, inputs: int, targets: int
 ) -> int:
@@ -1003,13 +709,13 @@ def saved_residual_bytes(
   import jax  # pylint: disable=g-import-not-at-top
   from jax.extend import core  # pylint: disable=g-import-not-at-top
 
-  params = _abstract_train_state(model).params
+  params = t5x_adapter.abstract_train_state(model).params
 
   def forward(p, batch):
     return jax.vjp(lambda q: model.loss_fn(q, batch, None)[0], p)
 
   closed, shape = jax.make_jaxpr(forward, return_shape=True)(
-      params, _abstract_batch(rows, inputs, targets)
+      params, t5x_adapter.abstract_batch(rows, inputs, targets)
   )
   jaxpr = closed.jaxpr
   residuals = jaxpr.outvars[
@@ -1024,57 +730,6 @@ def saved_residual_bytes(
     seen.add(id(var))
     total += math.prod(var.aval.shape) * var.aval.dtype.itemsize
   return total
-
-
-def _t5x_training(
-    model: Any,
-    batch: Mapping[str, Any],
-    learning_rate_fn: Callable[[Any], Any],
-    microbatches: int = 1,
-) -> tuple[Any, Callable[[Any], Any]]:
-  """T5X's train-state initializer and a `Trainer` factory, as `t5x.train`.
-
-  Both on a `PjitPartitioner(num_partitions=1)`.
-
-  Args:
-    model: T5X's `EncoderDecoderModel`.
-    batch: arrays or `jax.ShapeDtypeStruct`s of the `FEATURES` (int32).
-    learning_rate_fn: the `Trainer`'s, a function of the step.
-    microbatches: `Trainer(num_microbatches=...)` (1 for None).
-
-  Returns:
-    (`utils.TrainStateInitializer`, function of a train state, concrete or
-    abstract, -> `Trainer`).
-  """
-  import jax  # pylint: disable=g-import-not-at-top
-  import numpy as np  # pylint: disable=g-import-not-at-top
-  from t5x import partitioning  # pylint: disable=g-import-not-at-top
-  from t5x import trainer as trainer_lib  # pylint: disable=g-import-not-at-top
-  from t5x import utils  # pylint: disable=g-import-not-at-top
-
-  partitioner = partitioning.PjitPartitioner(num_partitions=1)
-  initializer = utils.TrainStateInitializer(
-      optimizer_def=model.optimizer_def,
-      init_fn=model.get_initial_variables,
-      input_shapes={k: v.shape for k, v in batch.items()},
-      input_types={k: np.int32 for k in batch},
-      partitioner=partitioner,
-  )
-
-  def make_trainer(train_state: Any) -> Any:
-    return trainer_lib.Trainer(
-        model=model,
-        train_state=train_state,
-        partitioner=partitioner,
-        eval_names=[],
-        summary_dir=None,
-        train_state_axes=initializer.train_state_axes,
-        rng=jax.random.PRNGKey(0),
-        learning_rate_fn=learning_rate_fn,
-        num_microbatches=microbatches if microbatches > 1 else None,
-    )
-
-  return initializer, make_trainer
 
 
 def xla_train_step_bytes(
@@ -1096,8 +751,8 @@ def xla_train_step_bytes(
   Returns:
     `temp_size_in_bytes + argument_size_in_bytes`.
   """
-  batch = _abstract_batch(rows, inputs, targets)
-  initializer, make_trainer = _t5x_training(
+  batch = t5x_adapter.abstract_batch(rows, inputs, targets)
+  initializer, make_trainer = t5x_adapter.training(
       model, batch, lambda step: 1e-2, microbatches
   )
   state = initializer.global_train_state_shape
@@ -1230,9 +885,9 @@ def _parser() -> argparse.ArgumentParser:
       default="v4-128",
       # gcloud's name for a v5e slice is v5litepod-N.
       type=lambda name: name.replace("v5litepod-", "v5e-", 1),
-      choices=list(TOPOLOGIES),
+      choices=list(hardware.TOPOLOGIES),
       metavar="TOPOLOGY",
-      help=f"one of {', '.join(TOPOLOGIES)} (default v4-128)",
+      help=f"one of {', '.join(hardware.TOPOLOGIES)} (default v4-128)",
   )
   for name, what in (
       ("num_partitions", "model-parallel ways"),
@@ -1254,7 +909,7 @@ def _parser() -> argparse.ArgumentParser:
       default=None,
       help=(
           "GPUs: the XLA_PYTHON_CLIENT_MEM_FRACTION the run sets (default "
-          f"JAX's {GPU_MEM_FRACTION}; python -m tpu_launch.slurm sets 0.9)"
+          f"JAX's {hardware.GPU_MEM_FRACTION}; python -m tpu_launch.slurm sets 0.9)"
       ),
   )
   parser.add_argument(
@@ -1302,7 +957,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
   # Adafactor warns once per parameter that it factors by heuristics.
   logging.set_verbosity(logging.ERROR)
-  run = load_gin(args.gin_file, bindings, search)
+  run = t5x_adapter.load_gin(args.gin_file, bindings, search)
   cfg = run.model.module.config
   settings = run.settings
   for name in (
@@ -1335,10 +990,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   for name in ("batch_size", "inputs_length", "targets_length"):
     if settings[name] is None:
       parser.error(f"the gin files set no {name}: pass --{name}")
-  topology = TOPOLOGIES[args.topology]
+  topology = hardware.TOPOLOGIES[args.topology]
   if args.mem_fraction is not None:
     try:
-      topology = with_mem_fraction(topology, args.mem_fraction)
+      topology = hardware.with_mem_fraction(topology, args.mem_fraction)
     except ValueError as e:
       parser.error(str(e))
   partitions = settings["num_partitions"] or 1

@@ -85,9 +85,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def _run_settings(run_gin: str) -> tuple[int, int, int]:
   """(inputs length, targets length, batch) as the run file sets them."""
-  from ankh3_tasks import plan  # pylint: disable=g-import-not-at-top
+  from ankh3_tasks import t5x_adapter  # pylint: disable=g-import-not-at-top
 
-  settings = plan.load_gin([run_gin], search_paths=[_REPO]).settings
+  settings = t5x_adapter.load_gin([run_gin], search_paths=[_REPO]).settings
   return (
       settings["inputs_length"],
       settings["targets_length"],
@@ -197,16 +197,16 @@ def main(argv: Optional[list[str]] = None) -> int:
   from absl import logging  # pylint: disable=g-import-not-at-top
   import jax  # pylint: disable=g-import-not-at-top
 
-  from ankh3_tasks import plan  # pylint: disable=g-import-not-at-top
+  from ankh3_tasks import hardware  # pylint: disable=g-import-not-at-top
 
   logging.set_verbosity(logging.ERROR)
   if args.topology == "cpu":
     # Memory for the batch choice: what the planner gives a 1xH100; no peak.
-    topology = plan.TOPOLOGIES["1xH100"]
+    topology = hardware.TOPOLOGIES["1xH100"]
     peak = None
   else:
-    topology = plan.with_mem_fraction(
-        plan.TOPOLOGIES[args.topology], args.mem_fraction
+    topology = hardware.with_mem_fraction(
+        hardware.TOPOLOGIES[args.topology], args.mem_fraction
     )
     peak = topology.peak_flops
   device = jax.local_devices()[0]

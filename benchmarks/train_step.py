@@ -66,7 +66,8 @@ import numpy as np
 # planner.
 from ankh3_tasks import checkpoints
 from ankh3_tasks import plan
-from ankh3_tasks.plan import FEATURES
+from ankh3_tasks import t5x_adapter
+from ankh3_tasks.t5x_adapter import FEATURES
 from ankh3_tasks.plan import model_flops
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -81,7 +82,7 @@ def _gin_run_settings(path: str) -> tuple[dict[str, int], int]:
   Returns:
     (feature lengths, batch size).
   """
-  settings = plan.load_gin([path], search_paths=[_REPO]).settings
+  settings = t5x_adapter.load_gin([path], search_paths=[_REPO]).settings
   lengths = {
       "inputs": settings["inputs_length"],
       "targets": settings["targets_length"],
@@ -187,8 +188,8 @@ def t5x_training(model, batch: int, inputs: int, targets: int):
       warmup_steps=10000,
   )
   # pylint: disable=protected-access
-  abstract = plan._abstract_batch(batch, inputs, targets)
-  return plan._t5x_training(model, abstract, learning_rate)
+  abstract = t5x_adapter.abstract_batch(batch, inputs, targets)
+  return t5x_adapter.training(model, abstract, learning_rate)
 
 
 def measure(name: str, model, batch: int, inputs: int, targets: int, args):
@@ -296,7 +297,7 @@ def xla_lowered_flops(
   """
   initializer, make_trainer = t5x_training(model, batch, inputs, targets)
   state = initializer.global_train_state_shape
-  abstract = plan._abstract_batch(  # pylint: disable=protected-access
+  abstract = t5x_adapter.abstract_batch(
       batch, inputs, targets
   )
   trainer = make_trainer(state)

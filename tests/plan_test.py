@@ -13,7 +13,9 @@ import types
 
 import pytest
 
+from ankh3_tasks import hardware
 from ankh3_tasks import plan
+from ankh3_tasks import t5x_adapter
 
 from conftest import REPO
 
@@ -49,9 +51,9 @@ XL_SIZES = dict(emb_dim=2560, num_heads=32, mlp_dim=6720)
 
 
 def test_topologies():
-  v4 = plan.TOPOLOGIES["v4-128"]
+  v4 = hardware.TOPOLOGIES["v4-128"]
   assert (v4.devices, v4.hbm_bytes, v4.peak_flops) == (64, 32 * 2**30, 275e12)
-  for name, topology in plan.TOPOLOGIES.items():
+  for name, topology in hardware.TOPOLOGIES.items():
     number = int(name.split("-")[1]) if "-" in name else None
     if name.startswith("v4-"):
       assert topology.devices == number // 2  # Two TensorCores per chip.
@@ -60,8 +62,8 @@ def test_topologies():
     else:  # GPUs: NxMODEL.
       assert topology.devices == int(name.split("x")[0])
     assert 0 < topology.usable_bytes <= topology.hbm_bytes
-  assert plan.TOPOLOGIES["8xH100"].peak_flops == 989e12
-  assert plan.TOPOLOGIES["v5e-256"].hbm_bytes == 16 * 2**30
+  assert hardware.TOPOLOGIES["8xH100"].peak_flops == 989e12
+  assert hardware.TOPOLOGIES["v5e-256"].hbm_bytes == 16 * 2**30
 
 
 def test_flops_are_the_benchmarks_and_its_published_figures():
@@ -113,7 +115,7 @@ def test_paper_time_arithmetic():
   result = plan.plan_run(
       _config(),
       _state(LARGE_PARAMS),
-      plan.TOPOLOGIES["v4-128"],
+      hardware.TOPOLOGIES["v4-128"],
       batch_size=1024,
       inputs_length=512,
       targets_length=320,
@@ -161,7 +163,7 @@ def test_refusals_name_the_numbers(sizes, kwargs, message):
     plan.plan_run(
         _config(**sizes),
         _state(LARGE_PARAMS),
-        plan.TOPOLOGIES["v4-128"],
+        hardware.TOPOLOGIES["v4-128"],
         **settings,
     )
 
@@ -223,11 +225,11 @@ def test_suggestion_is_smallest_power_of_two_that_fits():
 @pytest.fixture(scope="module")
 def runs():
   return {
-      "large": plan.load_gin([LARGE_GIN]),
-      "xl": plan.load_gin([XL_GIN]),
+      "large": t5x_adapter.load_gin([LARGE_GIN]),
+      "xl": t5x_adapter.load_gin([XL_GIN]),
       # XL with T5X's default 1-D parameter sharding, as the paper states
       # its setup (2-way model parallel, nothing more).
-      "xl_1d": plan.load_gin(
+      "xl_1d": t5x_adapter.load_gin(
           [XL_GIN],
           [
               "partitioning.standard_logical_axis_rules."
@@ -249,7 +251,7 @@ def _plan(run, **overrides):
   return plan.plan_run(
       run.model.module.config,
       plan.state_sizes(run.model, shape, run.rules),
-      plan.TOPOLOGIES["v4-128"],
+      hardware.TOPOLOGIES["v4-128"],
       batch_size=s["batch_size"],
       inputs_length=s["inputs_length"],
       targets_length=s["targets_length"],
@@ -312,7 +314,7 @@ def test_xl_model_parallel_plan(runs):
   assert weights == 4 * ((XL_PARAMS - norms) // 2 + norms)
   assert result["rows_per_replica"] == 32
   # Weights, gradients and an accumulator alone exceed 30.75 GiB.
-  assert 3 * weights > plan.TOPOLOGIES["v4-128"].usable_bytes
+  assert 3 * weights > hardware.TOPOLOGIES["v4-128"].usable_bytes
   assert result["suggested_microbatches"] is None
   assert (
       _plan(runs["xl_1d"], num_partitions=4, microbatches=None)[
@@ -336,7 +338,7 @@ def test_adafactor_state_is_t5x_factoring(runs):
 
   model = runs["large"].model
   # pylint: disable-next=protected-access
-  params = plan._abstract_train_state(model).params
+  params = t5x_adapter.abstract_train_state(model).params
   expected = 4  # The step, int32.
   for leaf in jax.tree_util.tree_leaves(params):
     shape = leaf.shape
@@ -352,7 +354,7 @@ def test_adafactor_state_is_t5x_factoring(runs):
 @pytest.mark.t5x
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 def test_activation_formula_is_what_autodiff_saves(dtype):
-  run = plan.load_gin(
+  run = t5x_adapter.load_gin(
       ["gin/models/ankh3_tiny.gin"], [f"network.Ankh3Config.dtype = '{dtype}'"]
   )
   saved = plan.saved_residual_bytes(run.model, 2, 128, 80)
@@ -417,7 +419,7 @@ def test_packing_steps_for_the_papers_ids():
   result = plan.plan_run(
       _config(),
       _state(LARGE_PARAMS),
-      plan.TOPOLOGIES["v4-128"],
+      hardware.TOPOLOGIES["v4-128"],
       batch_size=1024,
       inputs_length=512,
       targets_length=320,
@@ -484,8 +486,8 @@ def test_cli_plans_a_model_file_with_flags(capsys):
 
 def test_h100_and_h200_topologies():
   for count in (1, 8, 16, 32, 64):
-    h100 = plan.TOPOLOGIES[f"{count}xH100"]
-    h200 = plan.TOPOLOGIES[f"{count}xH200"]
+    h100 = hardware.TOPOLOGIES[f"{count}xH100"]
+    h200 = hardware.TOPOLOGIES[f"{count}xH200"]
     assert (h100.devices, h200.devices) == (count, count)
     # Datasheets: 80 GB and 141 GB; 989 TFLOP/s dense bf16 for both SXM parts.
     assert h100.hbm_bytes == 80 * 2**30
@@ -497,21 +499,21 @@ def test_h100_and_h200_topologies():
 
 
 def test_with_mem_fraction():
-  h200 = plan.with_mem_fraction(plan.TOPOLOGIES["8xH200"], 0.9)
+  h200 = hardware.with_mem_fraction(hardware.TOPOLOGIES["8xH200"], 0.9)
   assert h200.usable_bytes == int(0.9 * 141 * 2**30)
-  assert h200.hbm_bytes == plan.TOPOLOGIES["8xH200"].hbm_bytes
+  assert h200.hbm_bytes == hardware.TOPOLOGIES["8xH200"].hbm_bytes
   with pytest.raises(ValueError, match="not a GPU topology"):
-    plan.with_mem_fraction(plan.TOPOLOGIES["v4-128"], 0.9)
+    hardware.with_mem_fraction(hardware.TOPOLOGIES["v4-128"], 0.9)
   with pytest.raises(ValueError, match="not in"):
-    plan.with_mem_fraction(plan.TOPOLOGIES["1xH100"], 1.5)
+    hardware.with_mem_fraction(hardware.TOPOLOGIES["1xH100"], 1.5)
 
 
 def test_gpu_devices():
-  assert plan.gpu_devices(1) == 8
-  assert plan.gpu_devices(4) == 32
-  assert plan.gpu_devices(nodes=2, gpus_per_node=4) == 8
+  assert hardware.gpu_devices(1) == 8
+  assert hardware.gpu_devices(4) == 32
+  assert hardware.gpu_devices(nodes=2, gpus_per_node=4) == 8
   with pytest.raises(ValueError, match="0 node"):
-    plan.gpu_devices(0)
+    hardware.gpu_devices(0)
 
 
 @pytest.mark.t5x

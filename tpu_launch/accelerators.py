@@ -9,6 +9,8 @@ chips. The paper's slice, `v4-128`, is 64 chips on 16 hosts.
 import dataclasses
 import re
 
+from ankh3_tasks import hardware
+
 # Zones that offer each TPU generation, from Cloud TPU's "TPU regions and
 # zones" page (https://cloud.google.com/tpu/docs/regions-zones), as it read in
 # 2025. Zones change: `--allow_any_zone` skips this check.
@@ -45,7 +47,6 @@ RUNTIME_VERSIONS: dict[str, str] = {
 }
 
 # Generations whose type names count TensorCores rather than chips.
-_COUNTS_CORES = frozenset({"v2", "v3", "v4", "v5p"})
 _TYPE = re.compile(r"^([a-z0-9]+)-([1-9][0-9]*)$")
 
 
@@ -67,18 +68,12 @@ class Accelerator:
 
   @property
   def chips(self) -> int:
-    if self.family in _COUNTS_CORES:
-      return max(1, self.size // 2)
-    return self.size
+    return hardware.tpu_chips(self.family, self.size)
 
   @property
   def hosts(self) -> int:
     """TPU VM workers of the slice (`--worker=all` runs on each)."""
-    if self.size <= 8:
-      return 1
-    if self.family in _COUNTS_CORES:
-      return self.size // 8
-    return self.size // 4
+    return hardware.tpu_hosts(self.family, self.size)
 
   @property
   def multi_host(self) -> bool:

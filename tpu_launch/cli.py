@@ -27,7 +27,6 @@ reach t5x.train on the workers exactly as given. See tpu_launch/README.md.
 
 import argparse
 import ast
-import configparser
 import os
 import re
 import shlex
