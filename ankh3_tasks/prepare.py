@@ -7,7 +7,7 @@ reads FASTA (plain or gzipped), CSV/TSV or Parquet, and writes
   DIR/train/train-00000-of-00064.tfrecord ...        tf.train.Example records
   DIR/validation/validation-00000-of-00016.tfrecord  with bytes features
   DIR/stats.json                                     `id` and `sequence`
-  DIR/MANIFEST.json   (written last: every file, its records and SHA-256)
+  DIR/prepared.MANIFEST.json   (written last: every file, its records and SHA-256)
 
 which the `ankh3_uniref50_*` tasks read with `ANKH3_DATA_DIR=DIR`.
 
@@ -50,20 +50,16 @@ import numpy as np
 import tensorflow as tf
 
 from ankh3_tasks import cli
+from ankh3_tasks import prepared
 from ankh3_tasks import sources
 from ankh3_tasks import vocabularies
 
-FORMAT = "ankh3-prepared-v1"
-SPLITS = ("train", "validation", "test")
 # 4 shards for each of the 16 hosts of a v4-128 slice; any multiple of the
 # host count lets every host read whole files.
 DEFAULT_NUM_SHARDS = 64
 DEFAULT_NUM_EVAL_SHARDS = 16
 # ~5,900 of UniRef50's 59.1M sequences (the public export holds out ~6k).
 DEFAULT_VALIDATION_FRACTION = 1e-4
-MANIFEST = sources.PREPARED_MANIFEST
-STATS = "stats.json"
-WORK = sources.PREPARED_WORK
 
 TOO_LONG = "too long"
 DUPLICATE_ID = "duplicate id"
@@ -149,7 +145,7 @@ class Settings:
   def splits(self) -> tuple[str, ...]:
     return tuple(
         s
-        for s in SPLITS
+        for s in prepared.SPLITS
         if s == "train"
         or (s == "validation" and self.validation_fraction > 0)
         or (s == "test" and self.test_fraction > 0)
@@ -192,48 +188,6 @@ def assign(record_id: str, settings: Settings) -> tuple[str, int, bytes]:
     split = "train"
   shard = int.from_bytes(key[8:], "big") % settings.shards(split)
   return split, shard, key
-
-
-def shard_name(split: str, shard: int, num_shards: int) -> str:
-  """`train/train-00003-of-00064.tfrecord`, relative to the output."""
-  return f"{split}/{split}-{shard:05d}-of-{num_shards:05d}.tfrecord"
-
-
-def _varint(n: int) -> bytes:
-  out = bytearray()
-  while True:
-    byte = n & 0x7F
-    n >>= 7
-    if n:
-      out.append(byte | 0x80)
-    else:
-      out.append(byte)
-      return bytes(out)
-
-
-def _length_delimited(field: int, payload: bytes) -> bytes:
-  return bytes([(field << 3) | 2]) + _varint(len(payload)) + payload
-
-
-def _bytes_feature_entry(name: bytes, value: bytes) -> bytes:
-  # Features.feature map entry {key: name, value: Feature{bytes_list{value}}}.
-  bytes_list = _length_delimited(1, value)
-  feature = _length_delimited(1, bytes_list)
-  return _length_delimited(
-      1, _length_delimited(1, name) + _length_delimited(2, feature)
-  )
-
-
-def example_bytes(record_id: str, sequence: str) -> bytes:
-  """Serializes tf.train.Example{id, sequence} (both bytes features).
-
-  The same bytes as `tf.train.Example(...).SerializeToString()` with the
-  features in this order, without building the proto (5x faster).
-  """
-  features = _bytes_feature_entry(
-      b"id", record_id.encode("utf-8", errors="surrogateescape")
-  ) + _bytes_feature_entry(b"sequence", sequence.encode("ascii"))
-  return _length_delimited(1, features)
 
 
 # ----------------------------------------------------------------- progress
@@ -507,14 +461,14 @@ def write_shard(
         DUPLICATE_ID,
     )
   ordered = sorted(first.items(), key=lambda item: assign(item[0], settings)[2])
-  name = shard_name(split, shard, settings.shards(split))
+  name = prepared.shard_name(split, shard, settings.shards(split))
   path = os.path.join(output_dir, name)
   tf.io.gfile.makedirs(os.path.dirname(path))
   # Named by process, so that two writers of one shard never share a file.
   partial = f"{path}.partial.{os.getpid()}"
   with tf.io.TFRecordWriter(partial) as writer:
     for record_id, (_, sequence) in ordered:
-      writer.write(example_bytes(record_id, sequence))
+      writer.write(prepared.example_bytes(record_id, sequence))
   tf.io.gfile.rename(partial, path, overwrite=True)
 
   stats = _empty_shard_stats()
@@ -602,7 +556,7 @@ def summarize(
     )
   edges = [*LENGTH_BINS, None]
   return {
-      "format": FORMAT,
+      "format": prepared.FORMAT,
       "inputs": list(inputs),
       "settings": dataclasses.asdict(settings),
       "read": scan_counts["read"],
@@ -643,7 +597,7 @@ def _describe_inputs(inputs: Sequence[str]) -> list[dict[str, Any]]:
 
 def _fingerprint(settings: Settings, inputs: Sequence[Mapping[str, Any]]):
   return {
-      "format": FORMAT,
+      "format": prepared.FORMAT,
       "settings": dataclasses.asdict(settings),
       "inputs": list(inputs),
   }
@@ -676,11 +630,19 @@ def _claim_output_dir(
     FileExistsError: when it holds a different dataset, or other files, and
       `overwrite` is False.
   """
-  manifest = _read_json(os.path.join(output_dir, MANIFEST))
-  work = _read_json(os.path.join(output_dir, WORK, "settings.json"))
+  manifest = _read_json(os.path.join(output_dir, prepared.MANIFEST))
+  work = _read_json(os.path.join(output_dir, prepared.WORK, "settings.json"))
   # The manifest goes first: a kill while deleting must not leave one that
   # vouches for half-deleted shards.
-  ours = [os.path.join(output_dir, n) for n in (MANIFEST, STATS, WORK, *SPLITS)]
+  ours = [
+      os.path.join(output_dir, n)
+      for n in (
+          prepared.MANIFEST,
+          prepared.STATS,
+          prepared.WORK,
+          *prepared.SPLITS,
+      )
+  ]
   if overwrite:
     for path in ours:
       if tf.io.gfile.isdir(path):
@@ -693,7 +655,7 @@ def _claim_output_dir(
       return "done"
     raise FileExistsError(
         f"{output_dir} holds a dataset prepared from other inputs or "
-        "settings (see its MANIFEST.json); choose another --output_dir or "
+        "settings (see its prepared.MANIFEST.json); choose another --output_dir or "
         "pass --overwrite."
     )
   if work is not None and work != fingerprint:
@@ -707,9 +669,9 @@ def _claim_output_dir(
           f"{output_dir} is not empty and holds no preparation of ours; "
           "choose an empty or new --output_dir, or pass --overwrite."
       )
-  tf.io.gfile.makedirs(os.path.join(output_dir, WORK))
+  tf.io.gfile.makedirs(os.path.join(output_dir, prepared.WORK))
   if work is None:
-    _write_json(os.path.join(output_dir, WORK, "settings.json"), fingerprint)
+    _write_json(os.path.join(output_dir, prepared.WORK, "settings.json"), fingerprint)
   return "go"
 
 
@@ -757,7 +719,7 @@ def prepare(
   fingerprint = _fingerprint(settings, described)
   if _claim_output_dir(output_dir, fingerprint, overwrite) == "done":
     logging.info("%s is already prepared from these inputs.", output_dir)
-    return _read_json(os.path.join(output_dir, STATS))
+    return _read_json(os.path.join(output_dir, prepared.STATS))
   start = time.monotonic()
   if beam_options is None:
     scan_counts, shards = _run_here(
@@ -770,14 +732,14 @@ def prepare(
   for key in ("scan_seconds", "write_seconds"):
     if key in scan_counts:
       stats[key] = scan_counts[key]
-  _write_json(os.path.join(output_dir, STATS), stats)
+  _write_json(os.path.join(output_dir, prepared.STATS), stats)
   if stats["written_total"] == 0:
     raise ValueError(
         f"No record of {', '.join(inputs)} was good enough to write; see "
-        f"{os.path.join(output_dir, STATS)} for the reasons."
+        f"{os.path.join(output_dir, prepared.STATS)} for the reasons."
     )
   manifest = {
-      "format": FORMAT,
+      "format": prepared.FORMAT,
       "fingerprint": fingerprint,
       "files": sorted(
           (
@@ -788,11 +750,11 @@ def prepare(
           key=lambda s: s["path"],
       ),
       "written": stats["written"],
-      "stats": STATS,
+      "stats": prepared.STATS,
   }
   # Last: a manifest means every file it lists is complete.
-  _write_json(os.path.join(output_dir, MANIFEST), manifest)
-  tf.io.gfile.rmtree(os.path.join(output_dir, WORK))
+  _write_json(os.path.join(output_dir, prepared.MANIFEST), manifest)
+  tf.io.gfile.rmtree(os.path.join(output_dir, prepared.WORK))
   return stats
 
 
@@ -812,7 +774,7 @@ def _run_here(inputs, output_dir, settings, progress, workers):
         f"{open_files} shards would keep {open_files} work files open; the "
         f"scan allows {_MAX_OPEN_WORK_FILES}. Use fewer shards, or --beam."
     )
-  work = os.path.join(output_dir, WORK)
+  work = os.path.join(output_dir, prepared.WORK)
   scan_path = os.path.join(work, "scan.json")
   scan_counts = _read_json(scan_path)
   buckets = os.path.join(work, "buckets")
@@ -867,7 +829,7 @@ def _write_shard_job(job) -> dict[str, Any]:
   """Writes one shard from its work file."""
   output_dir, settings, split, shard = job
   records = _read_work_file(
-      _WorkFiles(os.path.join(output_dir, WORK, "buckets")).path(split, shard)
+      _WorkFiles(os.path.join(output_dir, prepared.WORK, "buckets")).path(split, shard)
   )
   return write_shard(records, settings, output_dir, split, shard)
 
@@ -937,7 +899,7 @@ def _run_beam(inputs, output_dir, settings, beam_options):
   import apache_beam as beam  # pylint: disable=g-import-not-at-top
   from apache_beam.options import pipeline_options  # pylint: disable=g-import-not-at-top
 
-  work = os.path.join(output_dir, WORK, "beam")
+  work = os.path.join(output_dir, prepared.WORK, "beam")
   tf.io.gfile.makedirs(work)
   counts_path = os.path.join(work, "scan.json")
   shards_path = os.path.join(work, "shards.json")
@@ -1112,11 +1074,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
       + "".join(
           f"; {reason} {n:,}" for reason, n in stats["rejected"].items() if n
       )
-      + f"\n{os.path.join(args.output_dir, MANIFEST)}"
+      + f"\n{os.path.join(args.output_dir, prepared.MANIFEST)}"
   )
   for split, count in stats["written"].items():
     if count == 0:
-      fraction = sources.held_out_fraction(stats["written_total"])
+      fraction = prepared.held_out_fraction(stats["written_total"])
       print(
           f"warning: split {split!r} holds no proteins, and t5x.train stops "
           f"when it evaluates an empty split; prepare again with "

@@ -21,7 +21,6 @@ import csv
 import functools
 import gzip
 import io
-import json
 import os
 import re
 import threading
@@ -35,6 +34,7 @@ import numpy as np
 import seqio
 import tensorflow as tf
 
+from ankh3_tasks import prepared
 from ankh3_tasks import vocabularies
 
 Record = tuple[str, str]
@@ -473,33 +473,6 @@ def _clean_sequence_tf(
   return sequence, keep
 
 
-# What `ankh3_tasks.prepare` writes: the manifest, written last, and the
-# folder of a run in progress.
-PREPARED_MANIFEST = "MANIFEST.json"
-PREPARED_WORK = ".work"
-
-
-def is_prepared(paths: Sequence[str]) -> bool:
-  """Whether `paths` are all shards written by `ankh3_tasks.prepare`.
-
-  Those lie in `DIR/SPLIT/` and are listed in `DIR/MANIFEST.json`, which is
-  written only once every shard is complete; they hold only clean records.
-  A file the manifest does not list is read with the checks.
-  """
-  roots = {os.path.dirname(os.path.dirname(p)) for p in paths}
-  if len(roots) != 1:
-    return False
-  root = roots.pop()
-  manifest = os.path.join(root, PREPARED_MANIFEST)
-  if not tf.io.gfile.exists(manifest):
-    return False
-  with tf.io.gfile.GFile(manifest) as f:
-    listed = {entry["path"] for entry in json.load(f).get("files", ())}
-  return all(
-      os.path.relpath(p, root).replace(os.sep, "/") in listed for p in paths
-  )
-
-
 # TFRecord shards read at once.
 _CYCLE_LENGTH = 16
 
@@ -590,7 +563,7 @@ def protein_dataset(
   if "tfrecord" in kinds:
     if kinds != {"tfrecord"}:
       raise ValueError(f"Do not mix TFRecord and text files: {list(paths)}.")
-    return tfrecord_dataset(paths, stats, trusted=is_prepared(paths))
+    return tfrecord_dataset(paths, stats, trusted=prepared.is_prepared(paths))
 
   def records():
     for path in paths:
@@ -663,13 +636,7 @@ def split_files(directory: str, split: str) -> list[str]:
     ValueError: when the split has no files, or `directory` holds an
       unfinished preparation.
   """
-  if tf.io.gfile.exists(
-      os.path.join(directory, PREPARED_WORK)
-  ) and not tf.io.gfile.exists(os.path.join(directory, PREPARED_MANIFEST)):
-    raise ValueError(
-        f"{directory} holds an unfinished `ankh3_tasks.prepare` run (no "
-        f"{PREPARED_MANIFEST}); run the same prepare command again to finish."
-    )
+  prepared.check_finished(directory)
   candidates = tf.io.gfile.glob(os.path.join(directory, split, "*"))
   candidates += [
       path
@@ -692,35 +659,8 @@ def split_files(directory: str, split: str) -> list[str]:
         f"{split}/* or {split}*.fasta[.gz] / .csv / .tsv / .parquet / .txt / "
         ".tfrecord."
     )
-  _check_prepared_split(directory, split)
+  prepared.check_split(directory, split)
   return files
-
-
-def _check_prepared_split(directory: str, split: str) -> None:
-  """Refuses a split that `ankh3_tasks.prepare` left without proteins.
-
-  T5X would otherwise fail at its first evaluation with an unrelated error.
-  """
-  manifest = os.path.join(directory, PREPARED_MANIFEST)
-  if not tf.io.gfile.exists(manifest):
-    return
-  with tf.io.gfile.GFile(manifest) as f:
-    written = json.load(f).get("written", {})
-  if written.get(split, 1) == 0:
-    total = sum(written.values())
-    raise ValueError(
-        f"Split {split!r} of {directory} holds no proteins: "
-        f"`ankh3_tasks.prepare` put none of its {total:,} there. Prepare "
-        f"again with a larger --{split}_fraction (and --overwrite), e.g. "
-        f"{held_out_fraction(total)} for about 100 proteins, or train without "
-        "evaluating it (t5x.train "
-        "--gin.train_script.train.train_eval_dataset_cfg=None)."
-    )
-
-
-def held_out_fraction(total: int, wanted: int = 100) -> str:
-  """A held-out fraction (as text) giving about `wanted` of `total` records."""
-  return f"{min(0.5, wanted / max(total, 1)):.2g}"
 
 
 class ProteinSource(seqio.DataSource):

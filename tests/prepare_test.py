@@ -12,6 +12,7 @@ import tensorflow as tf
 
 from ankh3_tasks import cli
 from ankh3_tasks import prepare
+from ankh3_tasks import prepared as prepared_lib
 from ankh3_tasks import sources
 from ankh3_tasks import tasks
 from ankh3_tasks import vocabularies
@@ -124,7 +125,7 @@ def test_split_is_a_stable_function_of_the_id(tmp_path):
   )
   # Same ids in the same split and shard, in the same order: same bytes.
   manifests = [
-      json.loads((tmp_path / d / prepare.MANIFEST).read_text())["files"]
+      json.loads((tmp_path / d / prepared_lib.MANIFEST).read_text())["files"]
       for d in ("a", "b")
   ]
   assert [f["sha256"] for f in manifests[0]] == [
@@ -194,7 +195,7 @@ def test_example_bytes_are_a_tf_example():
           }
       )
   )
-  got = prepare.example_bytes("Q\u00e9", "M" * 300)
+  got = prepared_lib.example_bytes("Q\u00e9", "M" * 300)
   assert tf.train.Example.FromString(got) == expected
   assert got == expected.SerializeToString(deterministic=True)
 
@@ -211,7 +212,7 @@ def test_truncated_gzip_fails_naming_the_record_and_leaves_no_manifest(
     f.write(data[: len(data) // 2])
   with pytest.raises((EOFError, OSError), match=r"in\.fasta\.gz.*UniRef50_P"):
     prepare.prepare([path], str(tmp_path / "out"), SMALL, progress=False)
-  assert not os.path.exists(tmp_path / "out" / prepare.MANIFEST)
+  assert not os.path.exists(tmp_path / "out" / prepared_lib.MANIFEST)
   # The tasks refuse the unfinished directory.
   with pytest.raises(ValueError, match="unfinished"):
     sources.split_files(str(tmp_path / "out"), "train")
@@ -226,7 +227,7 @@ def test_empty_input_fails(tmp_path):
         SMALL,
         progress=False,
     )
-  assert not os.path.exists(tmp_path / "out" / prepare.MANIFEST)
+  assert not os.path.exists(tmp_path / "out" / prepared_lib.MANIFEST)
 
 
 def test_all_records_bad_writes_stats_but_no_manifest(tmp_path):
@@ -240,7 +241,7 @@ def test_all_records_bad_writes_stats_but_no_manifest(tmp_path):
     )
   stats = json.loads((tmp_path / "out" / "stats.json").read_text())
   assert stats["rejected"][sources.INVALID_CHARACTERS] == 2
-  assert not os.path.exists(tmp_path / "out" / prepare.MANIFEST)
+  assert not os.path.exists(tmp_path / "out" / prepared_lib.MANIFEST)
 
 
 def test_output_dir_with_another_dataset_is_refused(tmp_path):
@@ -301,7 +302,7 @@ def test_killed_run_resumes_and_keeps_finished_shards(tmp_path, monkeypatch):
   monkeypatch.setattr(prepare, "write_shard", dies_after_three)
   with pytest.raises(KeyboardInterrupt):
     prepare.prepare([path], out, SMALL, progress=False)
-  assert not os.path.exists(os.path.join(out, prepare.MANIFEST))
+  assert not os.path.exists(os.path.join(out, prepared_lib.MANIFEST))
   finished = list(calls)
 
   calls.clear()
@@ -315,7 +316,7 @@ def test_killed_run_resumes_and_keeps_finished_shards(tmp_path, monkeypatch):
   assert len(calls) + len(finished) == 6
   assert stats["written_total"] == 500
   assert _read_all(out) == dict(proteins)
-  assert not os.path.exists(os.path.join(out, prepare.WORK))
+  assert not os.path.exists(os.path.join(out, prepared_lib.WORK))
 
 
 def test_beam_direct_runner_writes_the_same_bytes(tmp_path):
@@ -338,7 +339,7 @@ def test_beam_direct_runner_writes_the_same_bytes(tmp_path):
   ):
     assert beam[key] == here[key], key
   manifests = [
-      json.loads((tmp_path / d / prepare.MANIFEST).read_text())["files"]
+      json.loads((tmp_path / d / prepared_lib.MANIFEST).read_text())["files"]
       for d in ("here", "beam")
   ]
   assert manifests[0] == manifests[1]
@@ -526,7 +527,7 @@ def test_write_workers_give_the_same_bytes_and_progress_is_shown(
   )
   assert one["written"] == two["written"]
   manifests = [
-      json.loads((tmp_path / d / prepare.MANIFEST).read_text())["files"]
+      json.loads((tmp_path / d / prepared_lib.MANIFEST).read_text())["files"]
       for d in ("one", "two")
   ]
   assert manifests[0] == manifests[1]
@@ -585,7 +586,7 @@ def test_corrupt_inputs_fail_naming_the_file_and_the_record(tmp_path):
         [str(bad_parquet)], str(tmp_path / "c"), SMALL, progress=False
     )
   for out in ("a", "b", "c"):
-    assert not os.path.exists(tmp_path / out / prepare.MANIFEST)
+    assert not os.path.exists(tmp_path / out / prepared_lib.MANIFEST)
 
 
 def test_an_empty_file_among_inputs_is_named(tmp_path):
@@ -620,7 +621,7 @@ def test_overwrite_removes_the_manifest_first(tmp_path, monkeypatch):
   real = tf.io.gfile.rmtree
 
   def killed_on_a_split(path):
-    if os.path.basename(path) in prepare.SPLITS:
+    if os.path.basename(path) in prepared_lib.SPLITS:
       raise KeyboardInterrupt("killed while deleting")
     real(path)
 
@@ -629,7 +630,7 @@ def test_overwrite_removes_the_manifest_first(tmp_path, monkeypatch):
     prepare.prepare(
         [str(tmp_path / "a.fasta")], out, SMALL, overwrite=True, progress=False
     )
-  assert not os.path.exists(os.path.join(out, prepare.MANIFEST))
+  assert not os.path.exists(os.path.join(out, prepared_lib.MANIFEST))
 
 
 def test_beam_options_are_checked(tmp_path):

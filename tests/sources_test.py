@@ -14,6 +14,7 @@ import pytest
 import seqio
 import tensorflow as tf
 
+from ankh3_tasks import prepared
 from ankh3_tasks import sources
 from ankh3_tasks import tasks  # pylint: disable=unused-import
 from conftest import write_fasta
@@ -286,12 +287,12 @@ def test_only_files_the_manifest_lists_skip_the_checks(tmp_path):
       progress=False,
   )
   listed = sources.split_files(str(out), "train")
-  assert sources.is_prepared(listed)
+  assert prepared.is_prepared(listed)
   stray = out / "train" / "stray.tfrecord"
   with tf.io.TFRecordWriter(str(stray)) as writer:
     writer.write(_example("bad", "MK1"))
   files = sources.split_files(str(out), "train")
-  assert not sources.is_prepared(files)
+  assert not prepared.is_prepared(files)
   got, stats = _read(files)
   assert sorted(got) == [("a", "MKT"), ("b", "GGS")]
   assert stats.skipped[sources.INVALID_CHARACTERS] == 1
