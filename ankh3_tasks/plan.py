@@ -942,13 +942,11 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Optional[Sequence[str]] = None) -> int:
   parser = _parser()
   argv = list(sys.argv[1:] if argv is None else argv)
-  args = parser.parse_args([a for a in argv if not a.startswith("--gin.")])
-  bindings = []
-  for arg in argv:
-    if arg.startswith("--gin."):
-      if "=" not in arg:
-        parser.error(f"{arg}: a gin binding is --gin.NAME=VALUE")
-      bindings.append("{} = {}".format(*arg[len("--gin.") :].split("=", 1)))
+  try:
+    argv, bindings = t5x_adapter.split_gin_flags(argv)
+  except ValueError as e:
+    parser.error(str(e))
+  args = parser.parse_args(argv)
   search = [p for p in args.gin_search_paths.split(",") if p]
   if not 0 < args.fill <= 1:
     parser.error(f"--fill is a share of the encoder ids, got {args.fill}")

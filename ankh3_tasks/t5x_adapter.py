@@ -73,6 +73,31 @@ def query(key: str) -> Any:
 _GIN_SEARCH_PATHS: set[str] = set()
 
 
+def split_gin_flags(argv: Sequence[str]) -> tuple[list[str], list[str]]:
+  """Splits `--gin.NAME=VALUE` flags off a command line, as `t5x.train` does.
+
+  Uses T5X's own rewriting (`gin_utils.rewrite_gin_args`).
+
+  Args:
+    argv: command-line arguments.
+
+  Returns:
+    (the other arguments, the gin bindings as `NAME = VALUE`).
+
+  Raises:
+    ValueError: a `--gin.` flag without `=`.
+  """
+  from t5x import gin_utils  # pylint: disable=g-import-not-at-top
+
+  prefix = "--gin_bindings="
+  rewritten = gin_utils.rewrite_gin_args(
+      [a for a in argv if a.startswith("--gin.")]
+  )
+  return [a for a in argv if not a.startswith("--gin.")], [
+      a[len(prefix) :] for a in rewritten
+  ]
+
+
 def load_gin(
     gin_files: Sequence[str],
     bindings: Sequence[str] = (),
