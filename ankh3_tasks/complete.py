@@ -51,7 +51,7 @@ def _check_fraction(prefix_fraction: float) -> None:
 def prefix_length(length: int, prefix_fraction: float) -> int:
   """floor(fraction * length), kept within 1 .. length: `(8, 0.5)` -> 4."""
   _check_fraction(prefix_fraction)
-  return min(max(int(prefix_fraction * length), 1), length)
+  return preprocessors.prefix_length(length, prefix_fraction, keep_target=False)
 
 
 def completion_examples(
@@ -91,11 +91,9 @@ def completion_examples(
   def _split(record):
     sequence = record["sequence"]
     length = tf.strings.length(sequence)
-    # float64, so that floor(0.53 * 100) is 53, not 52.
-    prefix = tf.cast(
-        tf.floor(prefix_fraction * tf.cast(length, tf.float64)), tf.int32
+    prefix = preprocessors.prefix_length_tf(
+        length, prefix_fraction, keep_target=False
     )
-    prefix = tf.clip_by_value(prefix, 1, length)
     head = tf.strings.substr(sequence, 0, prefix)
     tail = tf.strings.substr(sequence, prefix, length - prefix)
     seen = tf.strings.substr(

@@ -508,6 +508,38 @@ def _check_split_fraction(split_fraction: SplitFraction) -> tuple[float, float]:
   return low, high
 
 
+def prefix_length(length: int, fraction: float, keep_target: bool) -> int:
+  """Residues of a protein the encoder gets in completion: the one rule.
+
+  floor(fraction * length), at least 1; at most length - 1 with
+  `keep_target` (pretraining: the decoder has a residue to predict; a
+  1-residue protein then goes to the decoder whole), else at most length
+  (inference: fraction 1.0 asks the model to extend the whole protein).
+  `(8, 0.5, True)` -> 4; `(1, 0.5, True)` -> 0; `(3, 1.0, False)` -> 3.
+  `prefix_length_tf` is its TensorFlow twin.
+  """
+  prefix = int(np.floor(np.float64(fraction) * np.float64(length)))
+  if keep_target:
+    return min(max(prefix, min(1, length - 1)), length - 1)
+  return min(max(prefix, 1), length)
+
+
+def prefix_length_tf(
+    length: tf.Tensor, fraction: Union[float, tf.Tensor], keep_target: bool
+) -> tf.Tensor:
+  """`prefix_length` in TensorFlow: `length` an int32 scalar."""
+  # float64, so that floor(0.53 * 100) is 53, not 52 (a Python float goes
+  # to float64 directly, never through float32).
+  if isinstance(fraction, tf.Tensor):
+    fraction = tf.cast(fraction, tf.float64)
+  else:
+    fraction = tf.constant(fraction, tf.float64)
+  prefix = tf.cast(tf.floor(fraction * tf.cast(length, tf.float64)), tf.int32)
+  if keep_target:
+    return tf.clip_by_value(prefix, tf.minimum(1, length - 1), length - 1)
+  return tf.clip_by_value(prefix, 1, length)
+
+
 def complete_example(
     protein: tf.Tensor,
     seed: tf.Tensor,
@@ -539,13 +571,7 @@ def complete_example(
     fraction = tf.random.stateless_uniform(
         [], seed, minval=low, maxval=high, dtype=tf.float64
     )
-  length = tf.size(protein)
-  # float64, so that floor(0.53 * 100) is 53, not 52.
-  prefix = tf.cast(
-      tf.floor(tf.cast(fraction, tf.float64) * tf.cast(length, tf.float64)),
-      tf.int32,
-  )
-  prefix = tf.clip_by_value(prefix, tf.minimum(1, length - 1), length - 1)
+  prefix = prefix_length_tf(tf.size(protein), fraction, keep_target=True)
   task = tf.constant([vocabulary.token_id(vocabularies.S2S)], dtype=tf.int32)
   return tf.concat([task, protein[:prefix]], axis=0), protein[prefix:]
 

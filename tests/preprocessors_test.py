@@ -4,6 +4,8 @@ import collections
 import fractions
 import math
 
+import hypothesis
+from hypothesis import strategies as st
 import numpy as np
 import pytest
 import seqio
@@ -491,3 +493,19 @@ def test_a_targets_length_that_could_truncate_fails(
   with pytest.raises(ValueError, match=f"{targets} would truncate.*{needed}"):
     preprocessor(ds, FEATURES, {"inputs": 512, "targets": targets})
   preprocessor(ds, FEATURES, {"inputs": 512, "targets": needed})
+
+
+@hypothesis.settings(max_examples=200, deadline=None)
+@hypothesis.given(
+    st.integers(1, 600),
+    st.floats(0.01, 1.0, allow_nan=False),
+    st.booleans(),
+)
+def test_completion_prefix_rule_in_python_and_tf(length, fraction, keep):
+  # One rule for pretraining (keep a target) and inference (complete.py).
+  got = preprocessors.prefix_length(length, fraction, keep_target=keep)
+  tf_got = preprocessors.prefix_length_tf(
+      tf.constant(length, tf.int32), fraction, keep_target=keep
+  )
+  assert got == int(tf_got)
+  assert (0 if keep and length == 1 else 1) <= got <= length - keep
