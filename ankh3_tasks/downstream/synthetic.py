@@ -1,10 +1,10 @@
 r"""Writes small synthetic benchmark data in the public layouts, to try things.
 
-  python -m ankh3_tasks.benchmark.synthetic --output_dir=/tmp/ankh3_bench_data
+  python -m ankh3_tasks.downstream.synthetic --output_dir=/tmp/ankh3_bench_data
 
 writes every file `datasets.DEFAULT_FILES` names, small, in the public
 formats (NetSurfP CSV, TAPE CSV, FLIP split file, ProteinNet text, JSON
-lines), so `python -m ankh3_tasks.benchmark --data_dir=...` runs end to end
+lines), so `python -m ankh3_tasks.downstream --data_dir=...` runs end to end
 without downloads. Labels are known functions of the sequence:
 
   ssp3 / ssp8    each residue's state follows its amino acid (`state3`,
@@ -30,7 +30,7 @@ from typing import Optional
 
 import numpy as np
 
-from ankh3_tasks.benchmark import datasets
+from ankh3_tasks.downstream import datasets
 
 AMINO = "ACDEFGHIKLMNPQRSTVWY"
 HELIX, STRAND = frozenset("AELMQKRH"), frozenset("VIYFWT")
@@ -178,7 +178,7 @@ def write(output_dir: str, seed: int = 0) -> dict[str, str]:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
   parser = argparse.ArgumentParser(
-      prog="python -m ankh3_tasks.benchmark.synthetic",
+      prog="python -m ankh3_tasks.downstream.synthetic",
       description="Writes small synthetic benchmark data.",
   )
   parser.add_argument("--output_dir", required=True)

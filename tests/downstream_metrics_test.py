@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from ankh3_tasks.benchmark import datasets
-from ankh3_tasks.benchmark import metrics
+from ankh3_tasks.downstream import datasets
+from ankh3_tasks.downstream import metrics
 
 # ------------------------------------------------------------------ accuracy
 

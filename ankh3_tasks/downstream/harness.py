@@ -8,7 +8,7 @@
 Embeddings are looked up by sequence, not by record id: `sequence_key`
 names each distinct sequence, `write_fasta` writes every distinct sequence of
 some tasks under that name, and `python -m ankh3_tasks.embed` on that file
-gives the store (`python -m ankh3_tasks.benchmark` does both when given a
+gives the store (`python -m ankh3_tasks.downstream` does both when given a
 checkpoint). A sequence shared by two tasks or splits is embedded once.
 """
 
@@ -20,18 +20,11 @@ from typing import Any, Optional
 import numpy as np
 import tensorflow as tf
 
-from ankh3_tasks.benchmark import convbert
-from ankh3_tasks.benchmark import datasets
-from ankh3_tasks.benchmark import metrics
-from ankh3_tasks.benchmark import train
+from ankh3_tasks.downstream import convbert
+from ankh3_tasks.downstream import datasets
+from ankh3_tasks.downstream import kinds
+from ankh3_tasks.downstream import train
 
-# The metric of the validation set that picks the best epoch, by task metric.
-# Contacts: precision at L over pairs at least 6 apart (the paper's metric).
-SELECTION_METRIC = {
-    "accuracy": "accuracy",
-    "spearman": "spearman",
-    "contact": "precision_at_l",
-}
 # Embeddings kept in memory, at most (bytes); the rest is read from the file
 # each time it is needed.
 DEFAULT_CACHE_BYTES = 16 * 2**30
@@ -114,7 +107,7 @@ class EmbeddingStore:
       raise KeyError(
           f"{self.path} has no embedding of {example.id} ({key}, "
           f"{len(example.sequence)} residues): embed the FASTA that "
-          "`python -m ankh3_tasks.benchmark --write_fasta` writes, with the "
+          "`python -m ankh3_tasks.downstream --write_fasta` writes, with the "
           "default --long=chunk."
       )
     array = np.asarray(self._file[name], dtype=np.float32)
@@ -218,18 +211,12 @@ def run_task(
     {METRIC: {"mean", "std", "values"}}}, "sizes": {split: proteins}}`.
   """
   spec = datasets.TASKS[task]
+  kind = kinds.get(spec.kind)
   head_config = head_config or convbert.HeadConfig()
   train_config = train_config or train.TrainConfig()
   if not train_config.seeds:
     raise ValueError("No seeds: give at least one (the paper: 7, 0, 42).")
   check_embeddings(data, store, task)
-  selection = SELECTION_METRIC[spec.metric]
-
-  def valid_metric(predictions, labels):
-    if spec.metric == "contact":  # precision_at_l alone, not all four.
-      return metrics.mean_contact_precision(predictions, labels)
-    return metrics.compute(spec.metric, predictions, labels)[selection]
-
   train_pairs = Pairs(data["train"], store)
   valid_pairs = Pairs(data["valid"], store)
   runs = []
@@ -239,7 +226,7 @@ def run_task(
         spec.num_outputs,
         train_pairs,
         valid_pairs,
-        metric_fn=valid_metric,
+        metric_fn=kind.valid_metric,
         head_config=head_config,
         train_config=train_config,
         seed=seed,
@@ -256,7 +243,7 @@ def run_task(
           batch_size=train_config.eval_batch_size,
           pad_multiple=train_config.pad_multiple,
       )
-      test[name] = metrics.compute(spec.metric, predictions, pairs.labels())
+      test[name] = kind.score(predictions, pairs.labels())
     runs.append({
         "seed": seed,
         "best_epoch": fit.best_epoch,
@@ -274,7 +261,7 @@ def run_task(
   sizes.update({f"test/{k}": len(v) for k, v in data["test"].items()})
   return {
       "task": task,
-      "selection_metric": selection,
+      "selection_metric": kind.selection_metric,
       "seeds": runs,
       "summary": summary,
       "sizes": sizes,

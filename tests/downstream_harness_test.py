@@ -8,11 +8,11 @@ import os
 import numpy as np
 import pytest
 
-from ankh3_tasks.benchmark import __main__ as cli
-from ankh3_tasks.benchmark import datasets
-from ankh3_tasks.benchmark import harness
-from ankh3_tasks.benchmark import report
-from ankh3_tasks.benchmark import synthetic
+from ankh3_tasks.downstream import __main__ as cli
+from ankh3_tasks.downstream import datasets
+from ankh3_tasks.downstream import harness
+from ankh3_tasks.downstream import report
+from ankh3_tasks.downstream import synthetic
 
 from conftest import REPO
 

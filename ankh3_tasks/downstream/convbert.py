@@ -20,7 +20,7 @@ linear decoder on top:
                        logits symmetrised (`convbert_contact_prediction.py`)
 
 `ConvBertLayer` here computes what Hugging Face's `ConvBertLayer` computes,
-parameter for parameter (tests/benchmark_convbert_test.py copies a torch
+parameter for parameter (tests/downstream_convbert_test.py copies a torch
 layer's weights and compares outputs). One deliberate difference, for
 padded batches only: the two convolutions see zeros, not the padding rows,
 beyond a protein's last residue. So a protein's rows are those of the protein
@@ -29,7 +29,8 @@ whatever it is batched and padded with; Hugging Face's batched layer lets
 the padding rows' (bias) values into the last `kernel_size // 2` residues.
 
 All heads take embeddings float [batch, length, D] and a mask [batch,
-length] (true or 1 on residues, false or 0 on padding).
+length] (true or 1 on residues, false or 0 on padding). Which head a task
+gets is its kind's choice (`kinds.TaskKind.head`).
 """
 
 import dataclasses
@@ -426,41 +427,6 @@ class ContactPredictor(nn.Module):
     x = _Encoder(self.config, name="encoder")(embeddings, mask, deterministic)
     logits = _PairDecoder(self.config.decoder_init_range, name="decoder")(x)
     return logits[..., 1] - logits[..., 0]
-
-
-def head(kind: str, num_outputs: int, config: HeadConfig) -> nn.Module:
-  """Returns the head of a task kind: `residue`, `protein` or `contact`.
-
-  Args:
-    kind: `residue` (per-residue classes), `protein` (one value per
-      protein) or `contact` (residue pairs).
-    num_outputs: classes per residue for `residue`; 1 for `protein`; 1 or 2
-      (the reference's two classes, as one logit) for `contact`.
-    config: the head's settings.
-
-  Returns:
-    A `ResidueClassifier`, `ProteinRegressor` or `ContactPredictor`.
-
-  Raises:
-    ValueError: for an unknown kind or a number of outputs it cannot have.
-  """
-  if kind == "residue":
-    if num_outputs < 2:
-      raise ValueError(f"residue heads need >= 2 classes, got {num_outputs}.")
-    return ResidueClassifier(num_outputs, config)
-  if kind == "protein":
-    if num_outputs != 1:
-      raise ValueError(f"protein heads have 1 output, got {num_outputs}.")
-    return ProteinRegressor(config)
-  if kind == "contact":
-    if num_outputs not in (1, 2):
-      raise ValueError(
-          f"contact heads have 1 logit (2 classes), got {num_outputs}."
-      )
-    return ContactPredictor(config)
-  raise ValueError(
-      f"kind must be 'residue', 'protein' or 'contact', got {kind!r}."
-  )
 
 
 def init_params(

@@ -1,10 +1,10 @@
 r"""Times the downstream benchmark's ConvBERT head: training and prediction.
 
-  python benchmarks/benchmark_head.py                 # D 1536 (Large)
-  python benchmarks/benchmark_head.py --emb_dim 2560  # XL
-  python benchmarks/benchmark_head.py --kinds residue --proteins 64
+  python benchmarks/downstream_head_speed.py                  # D 1536 (Large)
+  python benchmarks/downstream_head_speed.py --emb_dim 2560   # XL
+  python benchmarks/downstream_head_speed.py --kinds residue --proteins 64
 
-For each task kind, `ankh3_tasks.benchmark.train.fit` runs one epoch, at the
+For each task kind, `ankh3_tasks.downstream.train.fit` runs one epoch, at the
 paper's settings (batch 1, 16 gradient-accumulation steps, the head of
 Table 4), on random embeddings of `--proteins` proteins with lengths drawn
 uniformly from `--min_length` to `--max_length`, and then `predict` scores
@@ -18,23 +18,24 @@ import time
 
 import numpy as np
 
-from ankh3_tasks.benchmark import convbert
-from ankh3_tasks.benchmark import train
+from ankh3_tasks.downstream import convbert
+from ankh3_tasks.downstream import datasets
+from ankh3_tasks.downstream import kinds
+from ankh3_tasks.downstream import train
 
 
-def _examples(kind, rng, n, dim, low, high):
+def _num_outputs(kind):
+  """The outputs of the first task of the kind (ssp3: 3 classes), else 1."""
+  specs = [s for s in datasets.TASKS.values() if s.kind == kind]
+  return specs[0].num_outputs if specs else 1
+
+
+def _examples(kind, num_outputs, rng, n, dim, low, high):
   examples = []
   for _ in range(n):
     length = int(rng.integers(low, high + 1))
     x = rng.normal(size=(length, dim)).astype(np.float32)
-    if kind == "residue":
-      label = rng.integers(0, 3, length).astype(np.int32)
-    elif kind == "protein":
-      label = np.float32(rng.normal())
-    else:
-      label = (rng.random((length, length)) < 0.05).astype(np.int8)
-      label = np.maximum(label, label.T)
-    examples.append((x, label))
+    examples.append((x, kind.random_label(rng, length, num_outputs)))
   return examples
 
 
@@ -44,17 +45,23 @@ def main():
   parser.add_argument("--proteins", type=int, default=128)
   parser.add_argument("--min_length", type=int, default=100)
   parser.add_argument("--max_length", type=int, default=400)
-  parser.add_argument("--kinds", default="residue,protein,contact")
+  parser.add_argument("--kinds", default=",".join(kinds.KINDS))
   args = parser.parse_args()
   rng = np.random.default_rng(0)
-  outputs = {"residue": 3, "protein": 1, "contact": 1}
   print(
       f"D={args.emb_dim}, {args.proteins} proteins of "
       f"{args.min_length}-{args.max_length} residues, batch 1 x 16"
   )
   for kind in args.kinds.split(","):
+    num_outputs = _num_outputs(kind)
     data = _examples(
-        kind, rng, args.proteins, args.emb_dim, args.min_length, args.max_length
+        kinds.get(kind),
+        num_outputs,
+        rng,
+        args.proteins,
+        args.emb_dim,
+        args.min_length,
+        args.max_length,
     )
     metric = lambda p, y: 0.0
     config = train.TrainConfig(epochs=1, warmup_steps=1)
@@ -64,7 +71,7 @@ def main():
       begin = time.perf_counter()
       result = train.fit(
           kind,
-          outputs[kind],
+          num_outputs,
           data,
           data[:2],
           metric_fn=metric,

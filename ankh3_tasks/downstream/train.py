@@ -25,13 +25,14 @@ Trainer adds by default, this loop adds too:
     and is the mean over its own micro-batches (as the Trainer of
     transformers 5 does; older releases treated that remainder otherwise).
 
-Losses (each the mean over a micro-batch's labelled items, as the reference
-heads compute them): cross entropy over residues with a label >= 0 (the
-reference marks unlabelled ones -100, here any negative label); squared
-error of the protein's value; binary cross entropy of contacts over pairs
-with a label >= 0 and `|i - j| >= contact_min_separation` (6: the
-short-range pairs every contact benchmark leaves out; the reference's loss
-itself masks only -1, which `contact_min_separation=0` reproduces).
+Losses (`kinds.TaskKind.losses`; each the mean over a micro-batch's
+labelled items, as the reference heads compute them): cross entropy over
+residues with a label >= 0 (the reference marks unlabelled ones -100, here
+any negative label); squared error of the protein's value; binary cross
+entropy of contacts over pairs with a label >= 0 and
+`|i - j| >= contact_min_separation` (6: the short-range pairs every contact
+benchmark leaves out; the reference's loss itself masks only -1, which
+`contact_min_separation=0` reproduces).
 
 Where the Trainer's randomness cannot be matched, the seed decides instead:
 the head's initialisation (`jax.random.PRNGKey(seed)`), dropout (one key per
@@ -57,7 +58,8 @@ import numpy as np
 import optax
 import tqdm
 
-from ankh3_tasks.benchmark import convbert
+from ankh3_tasks.downstream import convbert
+from ankh3_tasks.downstream import kinds
 
 Array = jax.Array
 Params = Any
@@ -219,7 +221,7 @@ def _embedding(example: Any) -> np.ndarray:
 
 
 def _check(
-    kind: str, examples: Sequence[Example], name: str
+    kind: kinds.TaskKind, examples: Sequence[Example], name: str
 ) -> tuple[int, list[Any]]:
   """Checks the examples of a set in one pass over them.
 
@@ -245,14 +247,10 @@ def _check(
           f"{name}[{i}]: embedding width {shape[1]}, but {name}[0] has {width}."
       )
     labels.append(label)
-    want = {"residue": shape[:1], "protein": (), "contact": shape[:1] * 2}
-    got = np.shape(label)
-    if kind == "protein" and np.size(label) == 1:
-      continue
-    if got != want[kind]:
+    if not kind.label_fits(label, shape[0]):
       raise ValueError(
-          f"{name}[{i}]: {kind} label shape {got}, expected {want[kind]} "
-          f"for a protein of {shape[0]} residues."
+          f"{name}[{i}]: {kind.name} label shape {np.shape(label)}, expected "
+          f"{kind.label_shape(shape[0])} for a protein of {shape[0]} residues."
       )
   return width, labels
 
@@ -266,7 +264,7 @@ def _lengths(examples: Sequence[Any]) -> list[int]:
 
 
 def _batch(
-    kind: str, examples: Sequence[Any], rows: int, multiple: int
+    kind: kinds.TaskKind, examples: Sequence[Any], rows: int, multiple: int
 ) -> tuple[np.ndarray, ...]:
   """Pads examples into arrays of `rows` proteins; labels too if given."""
   lengths = [len(_embedding(e)) for e in examples]
@@ -279,45 +277,19 @@ def _batch(
     mask[r, :n] = True
   if not isinstance(examples[0], tuple):
     return x, mask
-  if kind == "residue":
-    labels = np.full((rows, width), -1, np.int32)
-  elif kind == "protein":
-    labels = np.zeros((rows,), np.float32)
-  else:
-    labels = np.full((rows, width, width), -1, np.int8)
-  for r, ((_, label), n) in enumerate(zip(examples, lengths)):
-    if kind == "residue":
-      labels[r, :n] = label
-    elif kind == "protein":
-      labels[r] = np.asarray(label, np.float32).reshape(())
-    else:
-      labels[r, :n, :n] = label
+  labels = kind.batch_labels([e[1] for e in examples], lengths, rows, width)
   return x, mask, labels
 
 
 def _loss(
-    kind: str,
+    kind: kinds.TaskKind,
     min_separation: int,
     outputs: Array,
     mask: Array,
     labels: Array,
 ) -> Array:
   """Mean loss over the labelled items of a micro-batch (0 if none)."""
-  if kind == "residue":
-    valid = (labels >= 0) & mask
-    targets = jnp.maximum(labels, 0)
-    losses = optax.softmax_cross_entropy_with_integer_labels(outputs, targets)
-  elif kind == "protein":
-    valid = jnp.any(mask, axis=1)
-    losses = (outputs - labels) ** 2
-  else:
-    labels = labels.astype(jnp.int32)
-    index = jnp.arange(labels.shape[-1])
-    far = jnp.abs(index[:, None] - index[None, :]) >= min_separation
-    valid = (labels >= 0) & far & mask[:, :, None] & mask[:, None, :]
-    losses = optax.sigmoid_binary_cross_entropy(
-        outputs, (labels > 0).astype(outputs.dtype)
-    )
+  losses, valid = kind.losses(outputs, mask, labels, min_separation)
   count = jnp.maximum(jnp.sum(valid), 1)
   return jnp.sum(jnp.where(valid, losses, 0.0)) / count
 
@@ -348,15 +320,7 @@ def _step(config, total_steps, params, opt_state, acc, count):
 
 @functools.partial(jax.jit, static_argnums=(0, 1))
 def _forward(model, kind, params, x, mask):
-  outputs = model.apply({"params": params}, x, mask)
-  if kind == "residue":
-    return jnp.argmax(outputs, axis=-1).astype(jnp.int32)
-  return outputs
-
-
-def _model(kind: str, params: Params, config: convbert.HeadConfig) -> Any:
-  classes = params["decoder"]["kernel"].shape[-1] if kind == "residue" else 1
-  return convbert.head(kind, classes, config)
+  return kind.decode(model.apply({"params": params}, x, mask))
 
 
 def predict(
@@ -385,7 +349,9 @@ def predict(
     (`protein`) or contact probabilities float64 [L, L], symmetric
     (`contact`; float64 so that confident pairs keep their order).
   """
-  model = _model(kind, params, head_config or convbert.HeadConfig())
+  task_kind = kinds.get(kind)
+  head_config = head_config or convbert.HeadConfig()
+  model = task_kind.head(task_kind.num_outputs(params), head_config)
   lengths = _lengths(examples)
   order = sorted(range(len(examples)), key=lambda i: lengths[i])
   results = [None] * len(examples)
@@ -393,24 +359,15 @@ def predict(
     members = order[start : start + batch_size]
     # Each embedding read once (`examples` may read it from a file).
     x, mask = _batch(
-        kind,
+        task_kind,
         [_embedding(examples[i]) for i in members],
         batch_size,
         pad_multiple,
     )
-    out = np.asarray(_forward(model, kind, params, x, mask))
-    if kind == "contact":
-      # Logits to probabilities in float64: float32 rounds every logit above
-      # about 16.6 to 1.0, and ties would rank pairs by position instead.
-      out = 1.0 / (1.0 + np.exp(-out.astype(np.float64)))
-    for row, i in enumerate(members):
-      n = lengths[i]
-      if kind == "residue":
-        results[i] = out[row, :n]
-      elif kind == "protein":
-        results[i] = out[row].astype(np.float32)
-      else:
-        results[i] = out[row, :n, :n]
+    out = np.asarray(_forward(model, task_kind, params, x, mask))
+    predictions = task_kind.unbatch(out, [lengths[i] for i in members])
+    for i, prediction in zip(members, predictions):
+      results[i] = prediction
   return results
 
 
@@ -469,28 +426,22 @@ def fit(
   head_config = head_config or convbert.HeadConfig()
   cfg = train_config or TrainConfig()
   seed = cfg.seeds[0] if seed is None else seed
-  model = convbert.head(kind, num_outputs, head_config)
+  task_kind = kinds.get(kind)
+  model = task_kind.head(num_outputs, head_config)
   # One pass over each set (the embeddings may be read from a file); the
   # labels it returns serve below, without reading the embeddings again.
-  width, train_labels = _check(kind, train, "train")
-  valid_width, valid_labels = _check(kind, valid, "valid")
+  width, train_labels = _check(task_kind, train, "train")
+  valid_width, valid_labels = _check(task_kind, valid, "valid")
   if valid_width != width:
     raise ValueError(
         f"valid embeddings are {valid_width} wide, train embeddings {width}."
     )
-  if kind == "residue":
-    top = max(int(np.max(label, initial=-1)) for label in train_labels)
-    if top >= num_outputs:
-      raise ValueError(
-          f"A train label is {top}, but num_outputs={num_outputs} classes."
-      )
+  task_kind.check_labels(train_labels, num_outputs)
 
   init_key, dropout_key = jax.random.split(jax.random.PRNGKey(seed))
   params = convbert.init_params(model, width, init_key)
-  if kind == "protein" and cfg.label_mean_bias:
-    mean = float(np.mean([np.asarray(y, np.float64) for y in train_labels]))
-    decoder = dict(params["decoder"], bias=jnp.full((1,), mean, jnp.float32))
-    params = dict(params, decoder=decoder)
+  if cfg.label_mean_bias:
+    params = task_kind.label_mean_bias(params, train_labels)
   total_steps = cfg.epochs * cfg.steps_per_epoch(len(train))
   opt_state = optimizer(cfg, total_steps).init(params)
   schedule = learning_rate_schedule(cfg, total_steps)
@@ -520,7 +471,7 @@ def fit(
       acc = zeros()
       for members in window:
         x, mask, labels = _batch(
-            kind,
+            task_kind,
             [train[i] for i in members],
             cfg.batch_size,
             cfg.pad_multiple,
@@ -528,7 +479,7 @@ def fit(
         rng = jax.random.fold_in(dropout_key, micro_step)
         acc, loss = _accumulate(
             model,
-            kind,
+            task_kind,
             cfg.contact_min_separation,
             params,
             acc,

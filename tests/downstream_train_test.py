@@ -1,4 +1,4 @@
-"""Tests of `ankh3_tasks.benchmark.train` on small synthetic tasks.
+"""Tests of `ankh3_tasks.downstream.train` on small synthetic tasks.
 
 Labels are a known function of the embeddings, so a head that trains well
 must learn them: residue class = argmax of the first 3 embedding features;
@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from ankh3_tasks.benchmark import convbert
-from ankh3_tasks.benchmark import train
+from ankh3_tasks.downstream import convbert
+from ankh3_tasks.downstream import train
 
 D = 16
 # Small and quick: the paper's settings bar epochs, warm-up and accumulation.

@@ -13,7 +13,7 @@ cleaned as the pretraining readers clean them (`sources.clean_sequence`:
 whitespace removed, upper case, one terminal `*` dropped; letters outside the
 vocabulary's residues reject the record).
 
-Labels:
+Labels (what each kind of `kinds` expects):
 
 * per-residue tasks (`ssp3`, `ssp8`): int32 [L] class ids, -1 where a residue
   is not labelled (excluded by a mask column). 3-state ids follow NetSurfP-2.0
@@ -44,6 +44,7 @@ import numpy as np
 import tensorflow as tf
 
 from ankh3_tasks import sources
+from ankh3_tasks.downstream import kinds
 
 DSSP3 = "HEC"
 DSSP8 = "GHIBESTC"
@@ -82,28 +83,34 @@ class Example:
 
 @dataclasses.dataclass(frozen=True)
 class TaskSpec:
-  """What a benchmark task predicts and how it is scored.
+  """What a benchmark task predicts; its kind says how it is scored.
 
   Attributes:
     name: key in `TASKS`.
-    kind: `residue` (a class per residue), `protein` (a value per protein) or
-      `contact` (a logit per residue pair).
+    kind: a key of `kinds.KINDS`: `residue` (a class per residue), `protein`
+      (a value per protein) or `contact` (a logit per residue pair).
     num_outputs: classes per residue, or 1.
-    metric: name for `metrics.compute`.
   """
 
   name: str
   kind: str
   num_outputs: int
-  metric: str
+
+  def __post_init__(self):
+    kinds.get(self.kind)  # An unknown kind fails here, naming the kinds.
+
+  @property
+  def metric(self) -> str:
+    """The kind's name for `metrics.compute` (`kinds.TaskKind.metric`)."""
+    return kinds.get(self.kind).metric
 
 
 TASKS: dict[str, TaskSpec] = {
-    "ssp3": TaskSpec("ssp3", "residue", 3, "accuracy"),
-    "ssp8": TaskSpec("ssp8", "residue", 8, "accuracy"),
-    "fluorescence": TaskSpec("fluorescence", "protein", 1, "spearman"),
-    "gb1": TaskSpec("gb1", "protein", 1, "spearman"),
-    "contact": TaskSpec("contact", "contact", 1, "contact"),
+    "ssp3": TaskSpec("ssp3", "residue", 3),
+    "ssp8": TaskSpec("ssp8", "residue", 8),
+    "fluorescence": TaskSpec("fluorescence", "protein", 1),
+    "gb1": TaskSpec("gb1", "protein", 1),
+    "contact": TaskSpec("contact", "contact", 1),
 }
 
 # The NetSurfP-2.0 files as the Ankh authors publish them (Hugging Face
@@ -863,7 +870,7 @@ def check_files(
     raise ValueError(
         f"Task {name!r}: {len(missing)} file(s) missing. Expected:\n"
         f"{expected}\nPut the files there (the names of DEFAULT_FILES in "
-        "ankh3_tasks/benchmark/datasets.py), or from Python pass files= "
+        "ankh3_tasks/downstream/datasets.py), or from Python pass files= "
         "with their paths."
     )
   return layout, paths

@@ -2,17 +2,17 @@ r"""The paper's downstream benchmark on frozen embeddings, from the shell.
 
 From a checkpoint (embeds every sequence of the tasks first; needs T5X):
 
-  python -m ankh3_tasks.benchmark --tasks=all --data_dir=bench/ \
+  python -m ankh3_tasks.downstream --tasks=all --data_dir=bench/ \
     --checkpoint=MODEL_DIR/checkpoint_N --gin_file=gin/models/ankh3_large.gin \
     --task_tokens=NLU,S2S --output_dir=results/
 
 From embeddings the embed command wrote (`LABEL=PATH`, one per setting):
 
-  python -m ankh3_tasks.benchmark --tasks=ssp3 --data_dir=bench/ \
+  python -m ankh3_tasks.downstream --tasks=ssp3 --data_dir=bench/ \
     --write_fasta=ssp.fasta          # every distinct sequence, once
   python -m ankh3_tasks.embed --checkpoint=... --gin_file=... \
     --input=ssp.fasta --output=nlu.npz --task_token=NLU
-  python -m ankh3_tasks.benchmark --tasks=ssp3 --data_dir=bench/ \
+  python -m ankh3_tasks.downstream --tasks=ssp3 --data_dir=bench/ \
     --embeddings=NLU=nlu.npz --output_dir=results/
 
 Writes to `--output_dir`: `results.md` (the table, in the layout of the
@@ -22,8 +22,8 @@ table, every seed's history and test metrics, and the settings),
 Every setting the paper gives (Ankh3, Table 4) is a flag with its value as
 default; the reference code's other settings are fields of
 `train.TrainConfig` and `convbert.HeadConfig`. `--data_dir` holds the files as
-`ankh3_tasks/benchmark/datasets.py` `DEFAULT_FILES` names them; see
-docs/benchmark.md.
+`ankh3_tasks/downstream/datasets.py` `DEFAULT_FILES` names them; see
+docs/downstream.md.
 """
 
 import argparse
@@ -37,11 +37,11 @@ from typing import Any, Optional
 
 import tensorflow as tf
 
-from ankh3_tasks.benchmark import convbert
-from ankh3_tasks.benchmark import datasets
-from ankh3_tasks.benchmark import harness
-from ankh3_tasks.benchmark import report
-from ankh3_tasks.benchmark import train
+from ankh3_tasks.downstream import convbert
+from ankh3_tasks.downstream import datasets
+from ankh3_tasks.downstream import harness
+from ankh3_tasks.downstream import report
+from ankh3_tasks.downstream import train
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -50,7 +50,7 @@ def _ints(text: str) -> tuple[int, ...]:
 
 def _parse_args(argv: Sequence[str]) -> argparse.Namespace:
   parser = argparse.ArgumentParser(
-      prog="python -m ankh3_tasks.benchmark",
+      prog="python -m ankh3_tasks.downstream",
       description=(
           "Trains ConvBERT heads on frozen Ankh3 embeddings and scores the "
           "paper's downstream tasks."

@@ -8,7 +8,7 @@ import os
 import numpy as np
 import pytest
 
-from ankh3_tasks.benchmark import datasets
+from ankh3_tasks.downstream import datasets
 
 
 def _write(path, text, gz=False):

@@ -7,9 +7,10 @@
 * `contact_precision`, `mean_contact_precision`: precision of the top L (or
   L/5) predicted contacts among residue pairs at least 6 apart in sequence.
 
-`compute(metric_name, predictions, labels)` dispatches on the names in
-`datasets.TASKS`. A metric over nothing (no labelled residue, no valid pair,
-fewer than two values, a constant input) is NaN, not an error.
+`compute(metric_name, predictions, labels)` scores a test set by the metric
+of its task's kind (`kinds.TaskKind.metric`). A metric over nothing (no
+labelled residue, no valid pair, fewer than two values, a constant input) is
+NaN, not an error.
 """
 
 from collections.abc import Sequence
@@ -17,7 +18,6 @@ import math
 
 import numpy as np
 
-METRICS = ("accuracy", "spearman", "contact")
 # Sequence separation of "long-range" contacts (CASP; the Ankh README's
 # contact tables report long-range precision).
 LONG_RANGE = 24
@@ -240,6 +240,47 @@ def _one_per_protein(values: Sequence[np.ndarray], what: str) -> np.ndarray:
   return out
 
 
+def _accuracy_metrics(
+    predictions: Sequence[np.ndarray], labels: Sequence[np.ndarray]
+) -> dict[str, float]:
+  return {"accuracy": accuracy(predictions, labels)}
+
+
+def _spearman_metrics(
+    predictions: Sequence[np.ndarray], labels: Sequence[np.ndarray]
+) -> dict[str, float]:
+  return {
+      "spearman": spearman(
+          _one_per_protein(predictions, "prediction"),
+          _one_per_protein(labels, "label"),
+      )
+  }
+
+
+def _contact_metrics(
+    predictions: Sequence[np.ndarray], labels: Sequence[np.ndarray]
+) -> dict[str, float]:
+  results = {}
+  for prefix, separation in (("", 6), ("long_range_", LONG_RANGE)):
+    for suffix, fraction in (("l", 1.0), ("l5", 0.2)):
+      results[f"{prefix}precision_at_{suffix}"] = mean_contact_precision(
+          predictions,
+          labels,
+          min_separation=separation,
+          fraction=fraction,
+      )
+  return results
+
+
+# Metric name (`TaskKind.metric`) -> its scores of a test set.
+_COMPUTE = {
+    "accuracy": _accuracy_metrics,
+    "spearman": _spearman_metrics,
+    "contact": _contact_metrics,
+}
+METRICS = tuple(_COMPUTE)
+
+
 def compute(
     metric_name: str,
     predictions: Sequence[np.ndarray],
@@ -264,24 +305,6 @@ def compute(
     ValueError: for an unknown metric, or predictions that do not fit the
       labels.
   """
-  if metric_name == "accuracy":
-    return {"accuracy": accuracy(predictions, labels)}
-  if metric_name == "spearman":
-    return {
-        "spearman": spearman(
-            _one_per_protein(predictions, "prediction"),
-            _one_per_protein(labels, "label"),
-        )
-    }
-  if metric_name == "contact":
-    results = {}
-    for prefix, separation in (("", 6), ("long_range_", LONG_RANGE)):
-      for suffix, fraction in (("l", 1.0), ("l5", 0.2)):
-        results[f"{prefix}precision_at_{suffix}"] = mean_contact_precision(
-            predictions,
-            labels,
-            min_separation=separation,
-            fraction=fraction,
-        )
-    return results
-  raise ValueError(f"Unknown metric {metric_name!r}; metrics: {METRICS}.")
+  if metric_name not in _COMPUTE:
+    raise ValueError(f"Unknown metric {metric_name!r}; metrics: {METRICS}.")
+  return _COMPUTE[metric_name](predictions, labels)

@@ -1,4 +1,4 @@
-"""Tests of `ankh3_tasks.benchmark.convbert`.
+"""Tests of `ankh3_tasks.downstream.convbert`.
 
 The layer is checked against Hugging Face's torch `ConvBertLayer` (the one
 the Ankh reference code builds its heads from) with the same weights.
@@ -11,7 +11,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ankh3_tasks.benchmark import convbert
+from ankh3_tasks.downstream import convbert
+from ankh3_tasks.downstream import kinds
 
 _NEEDS = "needs torch and transformers (the reference's ConvBertLayer)"
 
@@ -247,7 +248,7 @@ def test_bad_settings_fail_fast():
   with pytest.raises(ValueError, match="pooling"):
     convbert.HeadConfig(pooling="sum")
   with pytest.raises(ValueError, match="kind"):
-    convbert.head("token", 3, CONFIG)
+    kinds.get("token").head(3, CONFIG)
   layer = convbert.ConvBertLayer(CONFIG)
   with pytest.raises(ValueError, match="multiple"):
     layer.init(jax.random.PRNGKey(0), jnp.zeros((1, 5, 30)), jnp.ones((1, 5)))

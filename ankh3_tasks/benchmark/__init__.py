@@ -1,1 +1,0 @@
-"""Frozen-embedding downstream benchmark (the paper's ConvBERT evaluation)."""
