@@ -104,21 +104,23 @@ def run_module(module, *flags, cwd=REPO, timeout=600):
 
 
 @pytest.fixture(scope="session")
-def tiny_checkpoint(tmp_path_factory):
-  """A checkpoint of the embedded default after 10 steps (needs T5X)."""
-  model_dir = tmp_path_factory.mktemp("tiny")
-  run_module(
+def default_run(tmp_path_factory):
+  """The README's main command, run once per test session (needs T5X).
+
+  The embedded default: the tiny Ankh3, 300 steps on the bundled sample.
+  Returns the model directory and T5X's log.
+  """
+  model_dir = tmp_path_factory.mktemp("default")
+  run = run_module(
       "t5x.train",
       "--gin_file=gin/experiments/ankh3_tiny_sample.gin",
       f'--gin.MODEL_DIR="{model_dir}"',
-      *(
-          f"--gin.{m}=10"
-          for m in (
-              "TRAIN_STEPS",
-              "CHECKPOINT_PERIOD",
-              "EVAL_PERIOD",
-              "STATS_PERIOD",
-          )
-      ),
+      timeout=900,
   )
-  return model_dir / "checkpoint_10"
+  return model_dir, run.stderr
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(default_run):
+  """The last checkpoint of the embedded default (step 300)."""
+  return default_run[0] / "checkpoint_300"

@@ -12,6 +12,7 @@ never interrupted.
 import glob
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -19,6 +20,7 @@ import time
 
 import pytest
 
+from ankh3_tasks import gin_search_path
 from conftest import REPO
 
 pytestmark = [pytest.mark.t5x, pytest.mark.slow]
@@ -30,7 +32,7 @@ PERIOD = 4  # Checkpoints (and train metrics) at 4, 8 and 12.
 _TIMEOUT = 300.0
 
 
-def _command(model_dir):
+def _command(model_dir, *flags):
   return [
       sys.executable,
       "-m",
@@ -46,23 +48,24 @@ def _command(model_dir):
       "--gin.SAVE_DATASET=True",
       "--gin.TRAIN_DATA_SEED=0",
       "--gin.RANDOM_SEED=0",
+      *flags,
   ]
 
 
-def _start(model_dir, log):
+def _start(model_dir, log, *flags, cwd=REPO):
   return subprocess.Popen(
-      _command(model_dir),
-      cwd=REPO,
+      _command(model_dir, *flags),
+      cwd=cwd,
       stdout=log,
       stderr=subprocess.STDOUT,
       start_new_session=True,
   )
 
 
-def _run(model_dir, log_path):
+def _run(model_dir, log_path, *flags, cwd=REPO):
   """Trains to the end; returns the log."""
   with open(log_path, "w") as log:
-    process = _start(model_dir, log)
+    process = _start(model_dir, log, *flags, cwd=cwd)
     try:
       returncode = process.wait(timeout=_TIMEOUT)
     finally:
@@ -166,8 +169,13 @@ def test_killed_run_resumes_from_the_last_complete_checkpoint(
   assert _restored_from(log) == PERIOD, log[-3000:]
   assert not os.path.exists(os.path.join(model_dir, f"checkpoint_{STEPS}"))
 
-  # 3. Resumes from checkpoint 8 and finishes.
-  log = _run(model_dir, tmp_path / "3.log")
+  stopped = str(tmp_path / "stopped")
+  shutil.copytree(model_dir, stopped)
+
+  # 3. Resumes from checkpoint 8 and finishes; from another directory, with
+  # the package's own gin search path, as an installed package is used.
+  elsewhere = ["--gin_search_paths=" + gin_search_path.gin_search_path()]
+  log = _run(model_dir, tmp_path / "3.log", *elsewhere, cwd=tmp_path)
   assert _restored_from(log) == 2 * PERIOD, log[-3000:]
   assert f"Starting main loop over steps {2 * PERIOD}-{STEPS}" in log
   assert _complete(model_dir, STEPS)
@@ -188,6 +196,12 @@ def test_killed_run_resumes_from_the_last_complete_checkpoint(
   assert sorted(loss) == sorted(expected_loss)
   for step, value in expected_loss.items():
     assert loss[step] == pytest.approx(value, rel=1e-6), step
+
+  # Without the dataset position the resumed run starts the data over, so it
+  # sees other examples: the comparisons above can tell.
+  _run(stopped, tmp_path / "4.log", "--gin.SAVE_DATASET=False")
+  restarted = _scalars(os.path.join(stopped, "train"), LOSS)
+  assert restarted[STEPS] != pytest.approx(expected_loss[STEPS], rel=1e-6)
 
 
 def _flatten(tree, prefix=""):

@@ -1,41 +1,22 @@
 """The embedded default, run with `python -m t5x.train` (marker `t5x`).
 
-Trains the tiny Ankh3 on the bundled sample as the README says, then checks
-that the loss falls, the validation split is evaluated, checkpoints are
-written, and that a run resumed from a checkpoint (with the dataset position
-saved) sees exactly the data of an uninterrupted run.
+Trains the tiny Ankh3 on the bundled sample as the README says (the session
+fixture `default_run` of conftest.py), then checks that the loss falls, the
+validation split is evaluated and checkpoints are written. That a resumed run
+sees exactly the data of an uninterrupted one is tests/resume_test.py's.
 """
 
 import glob
 import os
-import shutil
 
 import pytest
 
-from ankh3_tasks import gin_search_path
-
 from conftest import REPO
-from conftest import run_module
 
 pytestmark = [pytest.mark.t5x, pytest.mark.slow]
 
-EXPERIMENT = "gin/experiments/ankh3_tiny_sample.gin"
 TASK = "ankh3_sample_multitask"
 LOSS = "loss_per_nonpadding_target_token"
-
-
-def _train(model_dir, *bindings, cwd=REPO, search_path=None):
-  """Runs t5x.train on the embedded default; returns its log."""
-  flags = [f"--gin_search_paths={search_path}"] if search_path else []
-  return run_module(
-      "t5x.train",
-      *flags,
-      f"--gin_file={EXPERIMENT}",
-      f'--gin.MODEL_DIR="{model_dir}"',
-      *(f"--gin.{b}" for b in bindings),
-      cwd=cwd,
-      timeout=900,
-  ).stderr
 
 
 def _scalars(directory, tag):
@@ -51,14 +32,6 @@ def _scalars(directory, tag):
   return values
 
 
-@pytest.fixture(scope="module")
-def default_run(tmp_path_factory):
-  """The README's command, from the root of the checkout."""
-  model_dir = tmp_path_factory.mktemp("default")
-  log = _train(model_dir)
-  return model_dir, log
-
-
 def test_default_run_logs_falling_loss_and_checkpoints(default_run):
   model_dir, _ = default_run
   loss = _scalars(model_dir / "train", LOSS)
@@ -68,7 +41,13 @@ def test_default_run_logs_falling_loss_and_checkpoints(default_run):
   checkpoints = sorted(
       os.path.basename(p) for p in glob.glob(str(model_dir / "checkpoint_*"))
   )
-  assert checkpoints == ["checkpoint_100", "checkpoint_200", "checkpoint_300"]
+  # Every checkpoint is kept, the initial state (step 0) included.
+  assert checkpoints == [
+      "checkpoint_0",
+      "checkpoint_100",
+      "checkpoint_200",
+      "checkpoint_300",
+  ]
   assert (model_dir / "config.gin").exists()
 
 
@@ -77,35 +56,6 @@ def test_default_run_evaluates_the_validation_split(default_run):
   loss = _scalars(model_dir / "training_eval" / TASK, LOSS)
   assert sorted(loss) == [100, 200, 300]
   assert loss[300] < loss[100]
-
-
-def test_resumed_run_continues_at_the_checkpoint_with_the_same_data(
-    default_run, tmp_path
-):
-  reference, _ = default_run
-  model_dir = tmp_path / "resumed"
-  # From another directory, with the package's own search path, as an
-  # installed package is used.
-  options = dict(cwd=tmp_path, search_path=gin_search_path.gin_search_path())
-  _train(model_dir, "TRAIN_STEPS=100", **options)
-  assert os.path.isdir(model_dir / "checkpoint_100")
-  assert not os.path.exists(model_dir / "checkpoint_200")
-  stopped = tmp_path / "stopped"
-  shutil.copytree(model_dir, stopped)
-
-  log = _train(model_dir, "TRAIN_STEPS=200", **options)
-  assert f"Restoring checkpoint from {model_dir}/checkpoint_100" in log
-  assert "Starting main loop over steps 100-200" in log
-  resumed = _scalars(model_dir / "train", LOSS)
-  expected = _scalars(reference / "train", LOSS)
-  for step in (50, 100, 150, 200):
-    assert resumed[step] == pytest.approx(expected[step], rel=1e-5), step
-
-  # Without the dataset position the resumed run starts the data over, so it
-  # sees other examples: the comparison above can tell.
-  _train(stopped, "TRAIN_STEPS=200", "SAVE_DATASET=False", **options)
-  restarted = _scalars(stopped / "train", LOSS)
-  assert restarted[150] != pytest.approx(expected[150], rel=1e-5)
 
 
 def test_checkpoint_params_can_be_read_back(default_run):
