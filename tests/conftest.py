@@ -90,6 +90,21 @@ def init_params(model, seed=0):
   )["params"]
 
 
+def scalars(directory, tag):
+  """{step: value} of one scalar in T5X's TensorBoard files (last wins)."""
+  import glob  # pylint: disable=g-import-not-at-top
+
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
+  values = {}
+  for path in sorted(glob.glob(os.path.join(str(directory), "events.out.*"))):
+    for event in tf.compat.v1.train.summary_iterator(path):
+      for value in event.summary.value:
+        if value.tag == tag:
+          values[event.step] = float(tf.make_ndarray(value.tensor))
+  return values
+
+
 def run_module(module, *flags, cwd=REPO, timeout=600):
   """Runs `python -m module flags...`; fails the test with its stderr."""
   run = subprocess.run(

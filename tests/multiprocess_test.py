@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 from conftest import REPO
+from conftest import scalars
 
 pytestmark = [pytest.mark.t5x, pytest.mark.slow]
 
@@ -155,19 +156,6 @@ def _train(model_dir, processes, *bindings, flags=(), pythonpath=None):
   return logs
 
 
-def _scalars(directory, tag):
-  """{step: value} of one scalar in a TensorBoard directory."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-
-  values = {}
-  for path in sorted(glob.glob(os.path.join(directory, "events.out.*"))):
-    for event in tf.compat.v1.train.summary_iterator(path):
-      for value in event.summary.value:
-        if value.tag == tag:
-          values[event.step] = float(tf.make_ndarray(value.tensor))
-  return values
-
-
 def _checkpoints(model_dir):
   return sorted(
       int(os.path.basename(p).split("_")[1])
@@ -194,13 +182,13 @@ def runs(tmp_path_factory):
       flags=[f"--gin_file={recorder_gin}"],
       pythonpath=root,
   )
-  loss_two = _scalars(two / "train", LOSS)
+  loss_two = scalars(two / "train", LOSS)
   checkpoints_two = _checkpoints(two)
 
   one = root / "one"
   shutil.copytree(two, one)
   one_log = _train(one, 1, "TRAIN_STEPS=30")[0]
-  loss_one = _scalars(one / "train", LOSS)
+  loss_one = scalars(one / "train", LOSS)
 
   again = root / "again"
   shutil.copytree(one, again)
@@ -285,6 +273,6 @@ def test_two_processes_continue_from_a_one_process_checkpoint(runs):
     assert f"Restoring checkpoint from {model_dir}/checkpoint_30" in log
     assert "Starting main loop over steps 30-40" in log
   assert _checkpoints(model_dir)[-2:] == [30, 40]
-  loss = _scalars(model_dir / "train", LOSS)
+  loss = scalars(model_dir / "train", LOSS)
   assert sorted(loss)[-2:] == [35, 40]
   assert loss[40] < loss[5], loss

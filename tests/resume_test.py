@@ -22,6 +22,7 @@ import pytest
 
 from ankh3_tasks import gin_search_path
 from conftest import REPO
+from conftest import scalars
 
 pytestmark = [pytest.mark.t5x, pytest.mark.slow]
 
@@ -116,19 +117,6 @@ def _temporary(model_dir, step):
   )
 
 
-def _scalars(directory, tag):
-  """{step: value} of one scalar in a TensorBoard directory (last wins)."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-
-  values = {}
-  for path in sorted(glob.glob(os.path.join(directory, "events.out.*"))):
-    for event in tf.compat.v1.train.summary_iterator(path):
-      for value in event.summary.value:
-        if value.tag == tag:
-          values[event.step] = float(tf.make_ndarray(value.tensor))
-  return values
-
-
 def _restored_from(log):
   found = re.findall(r"Restoring checkpoint from \S*checkpoint_(\d+)", log)
   return int(found[-1]) if found else None
@@ -190,8 +178,8 @@ def test_killed_run_resumes_from_the_last_complete_checkpoint(
   assert sorted(flat_resumed) == sorted(flat_expected)
   for name, value in flat_expected.items():
     np.testing.assert_array_equal(flat_resumed[name], value, err_msg=name)
-  loss = _scalars(os.path.join(model_dir, "train"), LOSS)
-  expected_loss = _scalars(str(reference / "train"), LOSS)
+  loss = scalars(os.path.join(model_dir, "train"), LOSS)
+  expected_loss = scalars(str(reference / "train"), LOSS)
   assert sorted(expected_loss) == [PERIOD, 2 * PERIOD, STEPS]
   assert sorted(loss) == sorted(expected_loss)
   for step, value in expected_loss.items():
@@ -200,7 +188,7 @@ def test_killed_run_resumes_from_the_last_complete_checkpoint(
   # Without the dataset position the resumed run starts the data over, so it
   # sees other examples: the comparisons above can tell.
   _run(stopped, tmp_path / "4.log", "--gin.SAVE_DATASET=False")
-  restarted = _scalars(os.path.join(stopped, "train"), LOSS)
+  restarted = scalars(os.path.join(stopped, "train"), LOSS)
   assert restarted[STEPS] != pytest.approx(expected_loss[STEPS], rel=1e-6)
 
 

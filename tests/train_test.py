@@ -12,6 +12,7 @@ import os
 import pytest
 
 from conftest import REPO
+from conftest import scalars
 
 pytestmark = [pytest.mark.t5x, pytest.mark.slow]
 
@@ -19,22 +20,9 @@ TASK = "ankh3_sample_multitask"
 LOSS = "loss_per_nonpadding_target_token"
 
 
-def _scalars(directory, tag):
-  """{step: value} of one scalar in a TensorBoard directory."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-
-  values = {}
-  for path in sorted(glob.glob(os.path.join(directory, "events.out.*"))):
-    for event in tf.compat.v1.train.summary_iterator(path):
-      for value in event.summary.value:
-        if value.tag == tag:
-          values[event.step] = float(tf.make_ndarray(value.tensor))
-  return values
-
-
 def test_default_run_logs_falling_loss_and_checkpoints(default_run):
   model_dir, _ = default_run
-  loss = _scalars(model_dir / "train", LOSS)
+  loss = scalars(model_dir / "train", LOSS)
   assert sorted(loss) == [50, 100, 150, 200, 250, 300]
   assert loss[300] < 0.8 * loss[50], loss
   assert loss[300] < loss[150] < loss[50], loss
@@ -53,7 +41,7 @@ def test_default_run_logs_falling_loss_and_checkpoints(default_run):
 
 def test_default_run_evaluates_the_validation_split(default_run):
   model_dir, _ = default_run
-  loss = _scalars(model_dir / "training_eval" / TASK, LOSS)
+  loss = scalars(model_dir / "training_eval" / TASK, LOSS)
   assert sorted(loss) == [100, 200, 300]
   assert loss[300] < loss[100]
 
