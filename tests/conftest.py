@@ -119,20 +119,31 @@ def run_module(module, *flags, cwd=REPO, timeout=600):
 
 
 @pytest.fixture(scope="session")
-def default_run(tmp_path_factory):
+def default_run(tmp_path_factory, worker_id):
   """The README's main command, run once per test session (needs T5X).
 
   The embedded default: the tiny Ankh3, 300 steps on the bundled sample.
-  Returns the model directory and T5X's log.
+  With pytest-xdist the workers share one run: the first to get the lock
+  trains, the others wait and read it. Returns the model directory and
+  T5X's log.
   """
-  model_dir = tmp_path_factory.mktemp("default")
-  run = run_module(
-      "t5x.train",
-      "--gin_file=gin/experiments/ankh3_tiny_sample.gin",
-      f'--gin.MODEL_DIR="{model_dir}"',
-      timeout=900,
-  )
-  return model_dir, run.stderr
+  import filelock  # pylint: disable=g-import-not-at-top
+
+  root = tmp_path_factory.getbasetemp()
+  if worker_id != "master":
+    root = root.parent  # Shared by the workers of this session.
+  model_dir = root / "default_run"
+  log = root / "default_run.log"
+  with filelock.FileLock(str(root / "default_run.lock")):
+    if not log.exists():
+      run = run_module(
+          "t5x.train",
+          "--gin_file=gin/experiments/ankh3_tiny_sample.gin",
+          f'--gin.MODEL_DIR="{model_dir}"',
+          timeout=900,
+      )
+      log.write_text(run.stderr)
+  return model_dir, log.read_text()
 
 
 @pytest.fixture(scope="session")
