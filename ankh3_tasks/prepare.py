@@ -603,14 +603,16 @@ def _fingerprint(settings: Settings, inputs: Sequence[Mapping[str, Any]]):
   }
 
 
-def _read_json(path: str) -> Optional[dict[str, Any]]:
+def read_json(path: str) -> Optional[dict[str, Any]]:
+  """The JSON at `path`, or None when there is no such file."""
   if not tf.io.gfile.exists(path):
     return None
   with tf.io.gfile.GFile(path) as f:
     return json.load(f)
 
 
-def _write_json(path: str, value: Any) -> None:
+def write_json(path: str, value: Any) -> None:
+  """Writes JSON to `path` whole or not at all (a rename at the end)."""
   partial = path + ".partial"
   with tf.io.gfile.GFile(partial, "w") as f:
     json.dump(value, f, indent=1, sort_keys=True)
@@ -630,8 +632,8 @@ def _claim_output_dir(
     FileExistsError: when it holds a different dataset, or other files, and
       `overwrite` is False.
   """
-  manifest = _read_json(os.path.join(output_dir, prepared.MANIFEST))
-  work = _read_json(os.path.join(output_dir, prepared.WORK, "settings.json"))
+  manifest = read_json(os.path.join(output_dir, prepared.MANIFEST))
+  work = read_json(os.path.join(output_dir, prepared.WORK, "settings.json"))
   # The manifest goes first: a kill while deleting must not leave one that
   # vouches for half-deleted shards.
   ours = [
@@ -671,7 +673,7 @@ def _claim_output_dir(
       )
   tf.io.gfile.makedirs(os.path.join(output_dir, prepared.WORK))
   if work is None:
-    _write_json(os.path.join(output_dir, prepared.WORK, "settings.json"), fingerprint)
+    write_json(os.path.join(output_dir, prepared.WORK, "settings.json"), fingerprint)
   return "go"
 
 
@@ -710,7 +712,9 @@ def prepare(
   # One file, one name: `in.fasta`, `./in.fasta` and its absolute path.
   inputs = [p if "://" in p else os.path.abspath(p) for p in inputs]
   if beam_options is not None:
-    _check_beam_options(beam_options, output_dir)
+    from ankh3_tasks import prepare_beam  # pylint: disable=g-import-not-at-top
+
+    prepare_beam.check_options(beam_options, output_dir)
   for path in inputs:
     if not tf.io.gfile.exists(path):
       raise FileNotFoundError(f"No such input: {path}")
@@ -719,20 +723,22 @@ def prepare(
   fingerprint = _fingerprint(settings, described)
   if _claim_output_dir(output_dir, fingerprint, overwrite) == "done":
     logging.info("%s is already prepared from these inputs.", output_dir)
-    return _read_json(os.path.join(output_dir, prepared.STATS))
+    return read_json(os.path.join(output_dir, prepared.STATS))
   start = time.monotonic()
   if beam_options is None:
     scan_counts, shards = _run_here(
         inputs, output_dir, settings, progress, workers
     )
   else:
-    scan_counts, shards = _run_beam(inputs, output_dir, settings, beam_options)
+    scan_counts, shards = prepare_beam.run(
+        inputs, output_dir, settings, beam_options
+    )
   stats = summarize(scan_counts, shards, settings, described)
   stats["seconds"] = round(time.monotonic() - start, 3)
   for key in ("scan_seconds", "write_seconds"):
     if key in scan_counts:
       stats[key] = scan_counts[key]
-  _write_json(os.path.join(output_dir, prepared.STATS), stats)
+  write_json(os.path.join(output_dir, prepared.STATS), stats)
   if stats["written_total"] == 0:
     raise ValueError(
         f"No record of {', '.join(inputs)} was good enough to write; see "
@@ -753,12 +759,13 @@ def prepare(
       "stats": prepared.STATS,
   }
   # Last: a manifest means every file it lists is complete.
-  _write_json(os.path.join(output_dir, prepared.MANIFEST), manifest)
+  write_json(os.path.join(output_dir, prepared.MANIFEST), manifest)
   tf.io.gfile.rmtree(os.path.join(output_dir, prepared.WORK))
   return stats
 
 
-def _all_shards(settings: Settings) -> list[tuple[str, int]]:
+def all_shards(settings: Settings) -> list[tuple[str, int]]:
+  """Every (split, shard) a run writes, empty ones included."""
   return [
       (split, shard)
       for split in settings.splits
@@ -768,7 +775,7 @@ def _all_shards(settings: Settings) -> list[tuple[str, int]]:
 
 def _run_here(inputs, output_dir, settings, progress, workers):
   """Both passes on this machine; resumes finished passes and shards."""
-  open_files = len(_all_shards(settings))
+  open_files = len(all_shards(settings))
   if open_files > _MAX_OPEN_WORK_FILES:
     raise ValueError(
         f"{open_files} shards would keep {open_files} work files open; the "
@@ -776,7 +783,7 @@ def _run_here(inputs, output_dir, settings, progress, workers):
     )
   work = os.path.join(output_dir, prepared.WORK)
   scan_path = os.path.join(work, "scan.json")
-  scan_counts = _read_json(scan_path)
+  scan_counts = read_json(scan_path)
   buckets = os.path.join(work, "buckets")
   if scan_counts is None:
     if tf.io.gfile.exists(buckets):
@@ -784,15 +791,15 @@ def _run_here(inputs, output_dir, settings, progress, workers):
     start = time.monotonic()
     scan_counts = scan(inputs, settings, buckets, progress=progress)
     scan_counts["scan_seconds"] = round(time.monotonic() - start, 3)
-    _write_json(scan_path, scan_counts)
+    write_json(scan_path, scan_counts)
   else:
     logging.info("Scan already done; writing the remaining shards.")
   done_dir = os.path.join(work, "done")
   tf.io.gfile.makedirs(done_dir)
   entries = {}
   todo = []
-  for split, shard in _all_shards(settings):
-    entry = _read_json(os.path.join(done_dir, f"{split}-{shard:05d}.json"))
+  for split, shard in all_shards(settings):
+    entry = read_json(os.path.join(done_dir, f"{split}-{shard:05d}.json"))
     if entry is None:
       todo.append((split, shard))
     else:
@@ -822,7 +829,7 @@ def _run_here(inputs, output_dir, settings, progress, workers):
       meter.update(written)
   meter.update(written, final=True)
   scan_counts["write_seconds"] = round(time.monotonic() - start, 3)
-  return scan_counts, [entries[key] for key in _all_shards(settings)]
+  return scan_counts, [entries[key] for key in all_shards(settings)]
 
 
 def _write_shard_job(job) -> dict[str, Any]:
@@ -837,7 +844,7 @@ def _write_shard_job(job) -> dict[str, Any]:
 def _mark_done(done_dir: str, job, entry: Mapping[str, Any]) -> None:
   # Only the parent marks shards done, after the worker has returned.
   _, _, split, shard = job
-  _write_json(os.path.join(done_dir, f"{split}-{shard:05d}.json"), entry)
+  write_json(os.path.join(done_dir, f"{split}-{shard:05d}.json"), entry)
 
 
 def _die_with_parent(parent: int) -> None:
@@ -853,119 +860,6 @@ def _die_with_parent(parent: int) -> None:
   # The parent may have died while this worker was starting.
   if os.getppid() != parent:
     os._exit(1)  # pylint: disable=protected-access
-
-
-def _check_beam_options(beam_options: Sequence[str], output_dir: str) -> None:
-  """Fails on options Beam does not know, and on local output off-machine.
-
-  Raises:
-    ValueError: naming the unknown options, or the output directory.
-  """
-  from apache_beam.options import pipeline_options  # pylint: disable=g-import-not-at-top
-
-  # What Beam's PipelineOptions would otherwise drop with a warning.
-  parser = argparse.ArgumentParser(add_help=False)
-  seen, pending = set(), [pipeline_options.PipelineOptions]
-  while pending:
-    cls = pending.pop()
-    for sub in cls.__subclasses__():
-      if sub not in seen:
-        seen.add(sub)
-        pending.append(sub)
-        try:
-          sub._add_argparse_args(parser)  # pylint: disable=protected-access
-        except argparse.ArgumentError:
-          pass  # Registered by another class already.
-  _, unknown = parser.parse_known_args(list(beam_options))
-  if unknown:
-    raise ValueError(
-        f"Unknown options: {unknown} (neither prepare's nor Apache Beam's)."
-    )
-  runner = (
-      pipeline_options.PipelineOptions(list(beam_options))
-      .view_as(pipeline_options.StandardOptions)
-      .runner
-  )
-  local_runners = (None, "DirectRunner", "direct", "PrismRunner", "prism")
-  if runner not in local_runners and "://" not in output_dir:
-    raise ValueError(
-        f"--output_dir {output_dir} is local, but runner {runner} works on "
-        "other machines: use a gs:// directory."
-    )
-
-
-def _run_beam(inputs, output_dir, settings, beam_options):
-  """The same steps as an Apache Beam pipeline."""
-  import apache_beam as beam  # pylint: disable=g-import-not-at-top
-  from apache_beam.options import pipeline_options  # pylint: disable=g-import-not-at-top
-
-  work = os.path.join(output_dir, prepared.WORK, "beam")
-  tf.io.gfile.makedirs(work)
-  counts_path = os.path.join(work, "scan.json")
-  shards_path = os.path.join(work, "shards.json")
-
-  def read_file(indexed_path):
-    file_index, path = indexed_path
-    stats = sources.ReadStats(f"prepare {path}")
-    rejected = collections.Counter()
-    for record in read_inputs(
-        [path], settings, stats, rejected, file_indices=[file_index]
-    ):
-      split, shard, _ = assign(record[2], settings)
-      yield (split, shard), record
-    rejected.update(stats.skipped)
-    yield beam.pvalue.TaggedOutput(
-        "counts", {"read": stats.read, "rejected": dict(rejected)}
-    )
-
-  def write(keyed):
-    (split, shard), records = keyed
-    return write_shard(records, settings, output_dir, split, shard)
-
-  def add_counts(counts):
-    total = {"read": 0, "rejected": collections.Counter()}
-    for c in counts:
-      total["read"] += c["read"]
-      total["rejected"].update(c["rejected"])
-    return {"read": total["read"], "rejected": dict(total["rejected"])}
-
-  def save(value, path):
-    _write_json(path, value)
-
-  options = pipeline_options.PipelineOptions(list(beam_options))
-  with beam.Pipeline(options=options) as pipeline:
-    read = (
-        pipeline
-        | "Inputs" >> beam.Create(list(enumerate(inputs)))
-        | "Read"
-        >> beam.FlatMap(read_file)
-        .with_output_types(Any)
-        .with_outputs("counts", main="records")
-    )
-    # Every shard gets a file, empty or not.
-    empty = pipeline | "AllShards" >> beam.Create(
-        [(key, None) for key in _all_shards(settings)]
-    ).with_output_types(Any)
-    _ = (
-        (read.records, empty)
-        | "Merge" >> beam.Flatten()
-        | "ByShard" >> beam.GroupByKey()
-        | "DropMarkers"
-        >> beam.Map(lambda kv: (kv[0], [r for r in kv[1] if r is not None]))
-        | "Write" >> beam.Map(write)
-        | "Shards" >> beam.combiners.ToList()
-        | "SaveShards" >> beam.Map(save, shards_path)
-    )
-    _ = (
-        read.counts
-        | "Counts" >> beam.combiners.ToList()
-        | "AddCounts" >> beam.Map(add_counts)
-        | "SaveCounts" >> beam.Map(save, counts_path)
-    )
-  scan_counts = _read_json(counts_path)
-  if scan_counts["read"] == 0:
-    raise ValueError(f"No records in {', '.join(inputs)}.")
-  return scan_counts, _read_json(shards_path)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
