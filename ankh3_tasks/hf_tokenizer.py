@@ -27,6 +27,7 @@ that puts a `▁` before every word: with a character vocabulary that is an
 extra `<unk>` before each run of residues, whichever Ankh tokenizer it reads.
 """
 
+import functools
 import json
 import os
 import tempfile
@@ -50,6 +51,17 @@ def _normalizer_rules(vocab: vocabularies.Ankh3Vocabulary) -> list[str]:
 
 def _normalizer_spec(vocab: vocabularies.Ankh3Vocabulary):
   """A SentencePiece normalizer that upper-cases residues, drops whitespace."""
+  # pylint: disable-next=g-import-not-at-top
+  from sentencepiece import sentencepiece_model_pb2
+
+  spec = sentencepiece_model_pb2.NormalizerSpec()
+  spec.ParseFromString(_compile_rules(tuple(_normalizer_rules(vocab))))
+  return spec
+
+
+@functools.lru_cache(maxsize=8)
+def _compile_rules(rules: tuple[str, ...]) -> bytes:
+  """The serialized NormalizerSpec of SentencePiece rule lines (cached)."""
   import sentencepiece as spm  # pylint: disable=g-import-not-at-top
   # pylint: disable-next=g-import-not-at-top
   from sentencepiece import sentencepiece_model_pb2
@@ -57,9 +69,9 @@ def _normalizer_spec(vocab: vocabularies.Ankh3Vocabulary):
   # The trainer is the only public way to compile rules into the character
   # map both SentencePiece and `tokenizers` read; its model is thrown away.
   with tempfile.TemporaryDirectory() as tmp:
-    rules = os.path.join(tmp, "rules.tsv")
-    with open(rules, "w") as f:
-      f.write("\n".join(_normalizer_rules(vocab)) + "\n")
+    path = os.path.join(tmp, "rules.tsv")
+    with open(path, "w") as f:
+      f.write("\n".join(rules) + "\n")
     model = tempfile.SpooledTemporaryFile()
     spm.SentencePieceTrainer.train(
         sentence_iterator=iter([vocabularies.STANDARD_RESIDUES] * 4),
@@ -67,7 +79,7 @@ def _normalizer_spec(vocab: vocabularies.Ankh3Vocabulary):
         model_type="char",
         vocab_size=len(vocabularies.STANDARD_RESIDUES) + 3,
         hard_vocab_limit=False,
-        normalization_rule_tsv=rules,
+        normalization_rule_tsv=path,
         add_dummy_prefix=False,
         remove_extra_whitespaces=False,
         minloglevel=2,
@@ -78,7 +90,7 @@ def _normalizer_spec(vocab: vocabularies.Ankh3Vocabulary):
   spec = proto.normalizer_spec
   spec.name = "ankh3"
   spec.ClearField("normalization_rule_tsv")  # A path of this machine.
-  return spec
+  return spec.SerializeToString()
 
 
 def _sentencepiece_size(vocab: vocabularies.Ankh3Vocabulary) -> int:
