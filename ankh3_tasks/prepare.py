@@ -48,6 +48,7 @@ from typing import Any, Optional
 from absl import logging
 import numpy as np
 import tensorflow as tf
+import tqdm
 
 from ankh3_tasks import cli
 from ankh3_tasks import prepared
@@ -193,49 +194,60 @@ def assign(record_id: str, settings: Settings) -> tuple[str, int, bytes]:
 # ----------------------------------------------------------------- progress
 
 
-class Progress:
-  """Prints records, bytes, rate and ETA to stderr, at most twice a second.
+class _Lines:
+  """A stream for tqdm in a log: each redraw becomes one line, no carriage returns."""
 
-  On a terminal the line is redrawn; otherwise a line every 30 seconds.
+  def __init__(self, stream):
+    self._stream = stream
+
+  def write(self, text: str) -> None:
+    text = text.replace("\r", "").strip()
+    if text:
+      self._stream.write(text + "\n")
+
+  def flush(self) -> None:
+    self._stream.flush()
+
+
+class ProgressBar(tqdm.tqdm):
+  """A tqdm bar on stderr for one pass: records, their rate, bytes and ETA.
+
+  With `total_bytes` the bar advances by bytes read, which gives the share and
+  the ETA; without it, by records. On a terminal the line is redrawn twice a
+  second; in a log a line is written every 30 seconds.
   """
 
   def __init__(self, what: str, total_bytes: int = 0, enabled: bool = True):
-    self.what = what
-    self.total_bytes = total_bytes
-    self.enabled = enabled
-    self.start = time.monotonic()
-    self._tty = sys.stderr.isatty()
-    self._last = 0.0
-
-  def update(self, records: int, done_bytes: int = 0, final=False) -> None:
-    if not self.enabled:
-      return
-    now = time.monotonic()
-    if not final and now - self._last < (0.5 if self._tty else 30):
-      return
-    self._last = now
-    elapsed = max(now - self.start, 1e-9)
-    line = f"{self.what}: {records:,} records, {records / elapsed:,.0f}/s"
-    if self.total_bytes and done_bytes:
-      share = min(done_bytes / self.total_bytes, 1.0)
-      line += f", {share:.0%} of {self.total_bytes / 1e6:,.0f} MB"
-      if 0 < share < 1:
-        line += f", ETA {_duration(elapsed * (1 - share) / share)}"
-    line += f", {_duration(elapsed)} elapsed"
-    if self._tty:
-      sys.stderr.write("\r" + line.ljust(100) + ("\n" if final else ""))
+    tty = sys.stderr.isatty()
+    if total_bytes:
+      layout = (
+          "{desc}, {percentage:.0f}% of {total_fmt}B, ETA {remaining},"
+          " {elapsed} elapsed"
+      )
     else:
-      sys.stderr.write(line + "\n")
-    sys.stderr.flush()
+      layout = "{desc}, {elapsed} elapsed"
+    super().__init__(
+        desc=f"{what}: 0 records",
+        total=total_bytes or None,
+        unit="B",
+        unit_scale=True,
+        bar_format=layout,
+        file=sys.stderr if tty else _Lines(sys.stderr),
+        mininterval=0.5 if tty else 30,
+        disable=not enabled,
+    )
+    self.what = what
 
-
-def _duration(seconds: float) -> str:
-  seconds = int(seconds)
-  if seconds >= 3600:
-    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
-  if seconds >= 60:
-    return f"{seconds // 60}m{seconds % 60:02d}s"
-  return f"{seconds}s"
+  def advance(self, records: int, done_bytes: Optional[int] = None) -> None:
+    """Shows `records` so far, and `done_bytes` where the total is known."""
+    if self.disable:
+      return
+    elapsed = max(self.format_dict["elapsed"], 1e-9)
+    self.set_description_str(
+        f"{self.what}: {records:,} records, {records / elapsed:,.0f}/s",
+        refresh=False,
+    )
+    self.update((records if done_bytes is None else done_bytes) - self.n)
 
 
 # --------------------------------------------------------------------- scan
@@ -378,7 +390,7 @@ def scan(
   stats = sources.ReadStats("prepare")
   rejected = collections.Counter()
   files = _WorkFiles(work_dir)
-  meter = Progress("scan", _input_bytes(inputs), enabled=progress)
+  bar = ProgressBar("scan", _input_bytes(inputs), enabled=progress)
   scanned = 0
   try:
     for record in read_inputs(inputs, settings, stats, rejected):
@@ -386,10 +398,11 @@ def scan(
       files.add(split, shard, _pack(*record))
       scanned += 1
       if not scanned & 0x3FFF:
-        meter.update(stats.read, stats.bytes_read)
+        bar.advance(stats.read, stats.bytes_read)
   finally:
     files.close()
-  meter.update(stats.read, stats.bytes_read, final=True)
+  bar.advance(stats.read, stats.bytes_read)
+  bar.close()
   if stats.read == 0:
     raise ValueError(f"No records in {', '.join(inputs)}.")
   rejected.update(stats.skipped)
@@ -804,9 +817,10 @@ def _run_here(inputs, output_dir, settings, progress, workers):
       todo.append((split, shard))
     else:
       entries[split, shard] = entry
-  meter = Progress("write", enabled=progress)
+  bar = ProgressBar("write", enabled=progress)
   start = time.monotonic()
   written = sum(e["stats"]["records"] for e in entries.values())
+  bar.advance(written)
   jobs = [(output_dir, settings, split, shard) for split, shard in todo]
   with contextlib.ExitStack() as stack:
     if workers > 1 and len(jobs) > 1:
@@ -826,8 +840,8 @@ def _run_here(inputs, output_dir, settings, progress, workers):
       _mark_done(done_dir, job, entry)
       entries[job[2], job[3]] = entry
       written += entry["stats"]["records"]
-      meter.update(written)
-  meter.update(written, final=True)
+      bar.advance(written)
+  bar.close()
   scan_counts["write_seconds"] = round(time.monotonic() - start, 3)
   return scan_counts, [entries[key] for key in all_shards(settings)]
 

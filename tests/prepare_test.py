@@ -5,6 +5,7 @@ import gzip
 import json
 import os
 import random
+import re
 
 import pytest
 import seqio
@@ -522,6 +523,9 @@ def test_write_workers_give_the_same_bytes_and_progress_is_shown(
   one = prepare.prepare([path], str(tmp_path / "one"), SMALL, progress=True)
   err = capfd.readouterr().err
   assert "scan: 300 records" in err and "/s" in err and "write: 300" in err
+  # stderr is not a terminal here: whole lines for a log, no redraws.
+  assert "\r" not in err
+  assert re.search(r"scan: 300 records, [\d,]+/s, 100% of [\d.]+kB", err)
   two = prepare.prepare(
       [path], str(tmp_path / "two"), SMALL, progress=False, workers=2
   )
