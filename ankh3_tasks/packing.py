@@ -33,7 +33,7 @@ Everything is TensorFlow graph ops inside `tf.data` (a batch, a map with a
 arrive in: the same shuffle seed gives the same rows, a new seed new ones.
 """
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Optional
 
 import numpy as np
@@ -120,44 +120,56 @@ def _assign_rows(
   """
   n = tf.shape(lengths)[0]
   lengths = tf.cast(lengths, tf.int64)
-  limit = tf.constant(row_lengths, tf.int64)
   scale = tf.constant(row_lengths[::-1], tf.int64)
   keys = tf.reduce_max(lengths * scale, axis=1)
   order = tf.argsort(keys, direction="DESCENDING", stable=True)
-  sorted_lengths = tf.gather(lengths, order)
   # The loop places _UNROLL examples per iteration, to save loop overhead;
   # the window is padded with empty examples, which change no
   # row, and their rows are dropped.
   padded = -(-n // _UNROLL) * _UNROLL
-  sorted_lengths = tf.pad(sorted_lengths, [[0, padded - n], [0, 0]])
+  sorted_lengths = tf.pad(
+      tf.gather(lengths, order), [[0, padded - n], [0, 0]]
+  )
+  inputs_sizes, targets_sizes = tf.unstack(sorted_lengths, axis=1)
   n64 = tf.cast(n, tf.int64)
-  # A row that has not opened is empty, so it fits every example and leaves
-  # at least the slack of any open row that fits; ranking by slack, then by
-  # row number, picks the first unopened row only when no open row fits.
+  # Each row's room left in the inputs and in the targets, one vector each
+  # (cheaper than [n, 2]). A row that has not opened is empty, so it fits
+  # every example and leaves at least the slack of any open row that fits;
+  # ranking by slack, then by row number, picks the first unopened row only
+  # when no open row fits.
   index = tf.range(n64)
   never = tf.constant(np.iinfo(np.int64).max, tf.int64)
+  inputs_scale, targets_scale = row_lengths[1], row_lengths[0]
 
-  def place(i, fills, rows):
+  def place(i, inputs_room, targets_room, rows):
     placed = []
     for j in range(_UNROLL):
-      size = sorted_lengths[i + j]
-      after = fills + size
-      fits = tf.reduce_all(after <= limit, axis=1)
-      slack = tf.reduce_max((limit - after) * scale, axis=1)
+      inputs_after = inputs_room - inputs_sizes[i + j]
+      targets_after = targets_room - targets_sizes[i + j]
+      fits = tf.logical_and(inputs_after >= 0, targets_after >= 0)
+      slack = tf.maximum(
+          inputs_after * inputs_scale, targets_after * targets_scale
+      )
       row = tf.argmin(
           tf.where(fits, slack * n64 + index, never), output_type=tf.int32
       )
-      fills = tf.tensor_scatter_nd_add(fills, [[row]], size[tf.newaxis])
+      inputs_room = tf.tensor_scatter_nd_sub(
+          inputs_room, [[row]], inputs_sizes[i + j][tf.newaxis]
+      )
+      targets_room = tf.tensor_scatter_nd_sub(
+          targets_room, [[row]], targets_sizes[i + j][tf.newaxis]
+      )
       placed.append(row)
     rows = rows.write(i // _UNROLL, tf.stack(placed))
-    return i + _UNROLL, fills, rows
+    return i + _UNROLL, inputs_room, targets_room, rows
 
-  _, _, rows = tf.while_loop(
+  _, _, _, rows = tf.while_loop(
       lambda i, *_: i < n,
       place,
       (
           tf.constant(0),
-          tf.zeros([n, 2], tf.int64),
+          tf.fill([n], tf.constant(row_lengths[0], tf.int64)),
+          tf.fill([n], tf.constant(row_lengths[1], tf.int64)),
           tf.TensorArray(tf.int32, size=padded // _UNROLL),
       ),
       parallel_iterations=1,
@@ -230,6 +242,9 @@ def best_fit_pack_dataset(
     ds: tf.data.Dataset,
     feature_lengths: Mapping[str, int],
     window: int = DEFAULT_WINDOW,
+    convert_row: Optional[
+        Callable[[Mapping[str, tf.Tensor]], Mapping[str, tf.Tensor]]
+    ] = None,
 ) -> tf.data.Dataset:
   """Trims examples and packs them into rows by best fit over windows.
 
@@ -242,10 +257,14 @@ def best_fit_pack_dataset(
     ds: examples with 1-D int32 "inputs" and "targets".
     feature_lengths: {"inputs": L_inputs, "targets": L_targets}.
     window: examples packed together.
+    convert_row: a function of one row, applied to every row of a window at
+      once (`tf.vectorized_map`) before the rows are taken apart; the
+      converter passes seqio's `_convert_example` here, which saves a
+      `tf.data` map per row.
 
   Returns:
     Rows of "inputs", "targets" and their `*_segment_ids` and `*_positions`,
-    each [L] int32.
+    each [L] int32; or what `convert_row` makes of them.
 
   Raises:
     ValueError: a missing feature, a length or window below 1.
@@ -277,10 +296,14 @@ def best_fit_pack_dataset(
           "targets_length": [],
       },
   )
-  ds = ds.map(
-      lambda w: pack_window(w, row_lengths),
-      num_parallel_calls=tf.data.AUTOTUNE,
-  )
+
+  def pack(w):
+    rows = pack_window(w, row_lengths)
+    if convert_row is not None:
+      rows = tf.vectorized_map(convert_row, rows, fallback_to_while_loop=False)
+    return rows
+
+  ds = ds.map(pack, num_parallel_calls=tf.data.AUTOTUNE)
   return ds.unbatch()
 
 
@@ -338,9 +361,14 @@ class BestFitEncDecFeatureConverter(seqio.EncDecFeatureConverter):
   def window(self) -> int:
     return self._window
 
-  def _pack_or_pad(
-      self, ds: tf.data.Dataset, packed_lengths: Mapping[str, int]
+  def _convert_features(
+      self, ds: tf.data.Dataset, task_feature_lengths: Mapping[str, int]
   ) -> tf.data.Dataset:
+    # seqio packs, then converts each row (`_convert_example`) in a map of
+    # its own; here the rows of a window are converted together, before they
+    # are taken apart.
     if not self.pack:
-      return super()._pack_or_pad(ds, packed_lengths)
-    return best_fit_pack_dataset(ds, packed_lengths, self._window)
+      return super()._convert_features(ds, task_feature_lengths)
+    return best_fit_pack_dataset(
+        ds, task_feature_lengths, self._window, self._convert_example
+    )

@@ -524,27 +524,51 @@ class Ankh3Vocabulary(seqio.Vocabulary):
   # ----------------------------------------------------------- tensorflow
 
   def _encode_tf(self, s: tf.Tensor) -> tf.Tensor:
-    """Encodes a scalar string tensor to a 1-D int32 tensor."""
+    """Encodes a string tensor: a scalar to 1-D int32, a vector to ragged.
+
+    A vector of strings is encoded in one pass, the way `tokenize_sequence`
+    reads a batch of records: the same ids as one string at a time, for a
+    fraction of the ops per string.
+    """
+    s = tf.convert_to_tensor(s, dtype=tf.string)
+    if s.shape.rank == 0:
+      return self._encode_batch_tf(tf.reshape(s, [1])).values
+    if s.shape.rank == 1:
+      return self._encode_batch_tf(s)
+    raise ValueError(f"encode_tf takes a scalar or a vector, got {s.shape}.")
+
+  def _encode_batch_tf(self, strings: tf.Tensor) -> tf.RaggedTensor:
+    """Encodes [n] strings to int32 [n, None] ids."""
     table = self._t
     # Invalid UTF-8 becomes U+FFFD, as in Python's `decode(errors="replace")`.
     codepoints = tf.strings.unicode_decode(
-        tf.convert_to_tensor(s, dtype=tf.string),
-        "UTF-8",
-        errors="replace",
-        replacement_char=_REPLACEMENT,
+        strings, "UTF-8", errors="replace", replacement_char=_REPLACEMENT
     )
+    flat = codepoints.flat_values
     has_special = tf.reduce_any(
-        tf.equal(codepoints[:, None], tf.constant(table.openers, tf.int32))
+        tf.equal(flat[:, None], tf.constant(table.openers, tf.int32))
     )
-    ids = tf.cond(
+    ids, rows = tf.cond(
         has_special,
         lambda: self._encode_pieces_tf(table, codepoints),
-        lambda: self._chars_to_ids_tf(table, codepoints),
+        lambda: (
+            self._chars_to_ids_tf(table, flat),
+            codepoints.value_rowids(),
+        ),
     )
-    ids = tf.boolean_mask(ids, ids != _SKIP)
-    drop_last = tf.logical_and(tf.size(ids) > 0, ids[-1:] == _STAR)
-    ids = ids[: tf.size(ids) - tf.cast(tf.reduce_any(drop_last), tf.int32)]
-    return tf.where(ids == _STAR, table.unk_id, ids)
+    keep = ids != _SKIP
+    ids = tf.boolean_mask(ids, keep)
+    rows = tf.boolean_mask(rows, keep)
+    # A `*` that ends a string is dropped; any other reads as <unk>.
+    last = tf.not_equal(rows, tf.concat([rows[1:], [-1]], axis=0))
+    keep = tf.logical_not(tf.logical_and(last, ids == _STAR))
+    ids = tf.boolean_mask(ids, keep)
+    rows = tf.boolean_mask(rows, keep)
+    return tf.RaggedTensor.from_value_rowids(
+        tf.where(ids == _STAR, table.unk_id, ids),
+        rows,
+        nrows=tf.size(strings, out_type=tf.int64),
+    )
 
   @staticmethod
   def _chars_to_ids_tf(table: _Table, codepoints: tf.Tensor) -> tf.Tensor:
@@ -553,18 +577,21 @@ class Ankh3Vocabulary(seqio.Vocabulary):
     return tf.where(codepoints < size, ids, table.unk_id)
 
   def _encode_pieces_tf(
-      self, table: _Table, codepoints: tf.Tensor
-  ) -> tf.Tensor:
-    """Encodes code points that may hold multi-character tokens."""
+      self, table: _Table, codepoints: tf.RaggedTensor
+  ) -> tuple[tf.Tensor, tf.Tensor]:
+    """Ids and string of each id, for texts that may hold longer tokens."""
     # The regex ops read C strings: a NUL would end the text there. It maps
     # to <unk> like U+FFFD does, so that stands in for it.
-    codepoints = tf.where(codepoints == 0, _REPLACEMENT, codepoints)
-    s = tf.strings.unicode_encode(codepoints, "UTF-8")
+    codepoints = codepoints.with_flat_values(
+        tf.where(codepoints.flat_values == 0, _REPLACEMENT,
+                 codepoints.flat_values)
+    )
+    strings = tf.strings.unicode_encode(codepoints, "UTF-8")
     pieces = tf_text.regex_split(
-        tf.reshape(s, [1]),
-        table.pattern,
-        keep_delim_regex_pattern=table.pattern,
-    ).values
+        strings, table.pattern, keep_delim_regex_pattern=table.pattern
+    )
+    piece_rows = pieces.value_rowids()
+    pieces = pieces.values
     # A comparison with every multi-character token, not a lookup table:
     # tables are stateful and would stop T5X from checkpointing the dataset.
     # A token matched by form but absent from the table (such as
@@ -580,14 +607,17 @@ class Ankh3Vocabulary(seqio.Vocabulary):
     )
     chars = tf.strings.unicode_decode(pieces, "UTF-8")
     char_ids = self._chars_to_ids_tf(table, chars.flat_values)
-    rows = chars.value_rowids()
-    is_special = tf.gather(special != _SPECIAL_MISS, rows)
-    first_in_row = tf.range(tf.size(rows, out_type=tf.int64)) == tf.gather(
-        chars.row_starts(), rows
+    char_pieces = chars.value_rowids()
+    is_special = tf.gather(special != _SPECIAL_MISS, char_pieces)
+    first_in_piece = tf.range(
+        tf.size(char_pieces, out_type=tf.int64)
+    ) == tf.gather(chars.row_starts(), char_pieces)
+    flat = tf.where(is_special, tf.gather(special, char_pieces), char_ids)
+    keep = tf.logical_or(tf.logical_not(is_special), first_in_piece)
+    return (
+        tf.boolean_mask(flat, keep),
+        tf.boolean_mask(tf.gather(piece_rows, char_pieces), keep),
     )
-    flat = tf.where(is_special, tf.gather(special, rows), char_ids)
-    keep = tf.logical_or(tf.logical_not(is_special), first_in_row)
-    return tf.boolean_mask(flat, keep)
 
   def _decode_tf(self, ids: tf.Tensor) -> tf.Tensor:
     table = self._t

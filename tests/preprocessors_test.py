@@ -45,6 +45,22 @@ def _run(preprocessor, proteins, seed=0, **kwargs):
   ]
 
 
+@pytest.mark.parametrize("batch_size", [1, 3, 64])
+def test_tokenize_keeps_every_record_its_order_and_other_features(batch_size):
+  # 7 records: a partial last batch unless one record a batch.
+  texts = ["MKTAYIAK", "", "mk t*", "[NLU]MK", "X" * 600, "QQ*", "W"]
+  ds = tf.data.Dataset.from_tensor_slices(
+      {"id": [f"p{i}" for i in range(len(texts))], "sequence": texts}
+  )
+  ds = preprocessors.tokenize_sequence(ds, FEATURES, batch_size=batch_size)
+  out = list(ds.as_numpy_iterator())
+  assert [r["id"].decode() for r in out] == [f"p{i}" for i in range(7)]
+  want = [VOCAB.encode(t) for t in texts]
+  assert [r["protein"].tolist() for r in out] == want
+  assert all(sorted(r) == ["id", "protein"] for r in out)
+  assert all(r["protein"].dtype == np.int32 for r in out)
+
+
 def _unmask(inputs, targets):
   """Fills the sentinels of `inputs` with their spans from `targets`."""
   spans, current = {}, None

@@ -165,6 +165,29 @@ def test_python_and_tf_encode_agree(text):
 
 
 @hypothesis.settings(max_examples=150, deadline=None)
+@hypothesis.given(
+    st.lists(
+        st.one_of(
+            st.lists(_PIECES, max_size=12).map("".join).map(str.encode),
+            st.binary(max_size=12),
+        ),
+        max_size=6,
+    )
+)
+def test_a_vector_encodes_as_its_strings_do_one_by_one(texts):
+  # Empty strings, strings ending in `*` or whitespace, and texts with and
+  # without longer tokens meet in one batch.
+  ragged = VOCAB.encode_tf(tf.constant(texts, tf.string, shape=[len(texts)]))
+  assert isinstance(ragged, tf.RaggedTensor)
+  assert ragged.to_list() == [VOCAB.encode(t) for t in texts]
+
+
+def test_encode_tf_refuses_a_matrix():
+  with pytest.raises(ValueError, match="scalar or a vector"):
+    VOCAB.encode_tf(tf.constant([["MK"]]))
+
+
+@hypothesis.settings(max_examples=150, deadline=None)
 @hypothesis.given(st.lists(st.integers(0, 255), max_size=40))
 def test_python_and_tf_decode_agree(ids):
   assert (
