@@ -27,8 +27,10 @@ first):
   decoder_target_tokens [3, 1, 0, 0, 0]           [4, 1, 5, 6, 1]
   decoder_input_tokens  [0, 3, 0, 0, 0]           [0, 4, 0, 5, 6]
 
-Everything is TensorFlow graph ops inside `tf.data` (a batch, a map with a
-`tf.while_loop`, an unbatch), so T5X can checkpoint the iterator
+Everything is TensorFlow graph ops inside `tf.data` (a batch; a map with a
+`tf.while_loop` that places the examples, then seqio's own per-row
+conversion under `tf.vectorized_map`; an unbatch), so T5X can checkpoint the
+iterator
 (`SAVE_DATASET = True`), and the rows depend only on the order the examples
 arrive in: the same shuffle seed gives the same rows, a new seed new ones.
 """
