@@ -953,8 +953,23 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
   from absl import logging  # pylint: disable=g-import-not-at-top
 
-  # Adafactor warns once per parameter that it factors by heuristics.
+  # Adafactor warns once per parameter that it factors by heuristics. Quiet
+  # for this command only: the process may go on (tests, other commands).
+  previous = logging.get_verbosity()
   logging.set_verbosity(logging.ERROR)
+  try:
+    return _run(parser, args, bindings, search)
+  finally:
+    logging.set_verbosity(previous)
+
+
+def _run(
+    parser: argparse.ArgumentParser,
+    args: argparse.Namespace,
+    bindings: Sequence[str],
+    search: Sequence[str],
+) -> int:
+  """Plans (or calibrates) the run the parsed flags describe."""
   run = t5x_adapter.load_gin(args.gin_file, bindings, search)
   cfg = run.model.module.config
   settings = run.settings

@@ -540,3 +540,17 @@ def test_cli_refuses_mem_fraction_on_a_tpu():
   with pytest.raises(SystemExit) as exit_:
     plan.main([f"--gin_file={LARGE_GIN}", "--mem_fraction=0.9"])
   assert exit_.value.code == 2
+
+
+def test_cli_leaves_the_process_log_level_as_it_found_it():
+  # plan quiets absl while it builds the model; a test or command that runs
+  # after it in the same process must still see warnings.
+  from absl import logging  # pylint: disable=g-import-not-at-top
+
+  previous = logging.get_verbosity()
+  logging.set_verbosity(logging.WARNING)
+  try:
+    assert plan.main([f"--gin_file={LARGE_GIN}", "--json"]) == 0
+    assert logging.get_verbosity() == logging.WARNING
+  finally:
+    logging.set_verbosity(previous)
