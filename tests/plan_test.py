@@ -542,6 +542,7 @@ def test_cli_refuses_mem_fraction_on_a_tpu():
   assert exit_.value.code == 2
 
 
+@pytest.mark.t5x
 def test_cli_leaves_the_process_log_level_as_it_found_it():
   # plan quiets absl while it builds the model; a test or command that runs
   # after it in the same process must still see warnings.
