@@ -44,7 +44,7 @@ from tpu_launch import watch
 DEFAULT_ZONE = "us-central2-b"
 DEFAULT_ACCELERATOR = "v4-128"
 DEFAULT_REMOTE_DIR = "ankh3"
-# setup.cfg: python_requires = >=3.11,<3.12.
+# setup.cfg: python_requires = >=3.11,<3.13.
 DEFAULT_PYTHON = "python3.11"
 CHECKOUT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_STATE_DIR = os.path.join(

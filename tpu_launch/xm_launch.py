@@ -46,7 +46,7 @@ if "xmanager" in sys.modules:
   # --xm_launch_script it passes) before absl parses the command line.
   importlib.import_module("xmanager.xm")
 
-BASE_IMAGE = "python:3.11"  # setup.cfg: python_requires = >=3.11,<3.12.
+BASE_IMAGE = "python:3.11"  # setup.cfg: python_requires = >=3.11,<3.13.
 IMAGE_WORKDIR = "/ankh3"
 
 # Generation -> (XManager resource, Vertex AI accelerator type).
