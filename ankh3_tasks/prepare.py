@@ -399,10 +399,10 @@ def scan(
       scanned += 1
       if not scanned & 0x3FFF:
         bar.advance(stats.read, stats.bytes_read)
+    bar.advance(stats.read, stats.bytes_read)
   finally:
     files.close()
-  bar.advance(stats.read, stats.bytes_read)
-  bar.close()
+    bar.close()
   if stats.read == 0:
     raise ValueError(f"No records in {', '.join(inputs)}.")
   rejected.update(stats.skipped)
@@ -823,6 +823,7 @@ def _run_here(inputs, output_dir, settings, progress, workers):
   bar.advance(written)
   jobs = [(output_dir, settings, split, shard) for split, shard in todo]
   with contextlib.ExitStack() as stack:
+    stack.callback(bar.close)
     if workers > 1 and len(jobs) > 1:
       # Spawned, not forked: TensorFlow's threads do not survive a fork.
       pool = stack.enter_context(
@@ -841,7 +842,6 @@ def _run_here(inputs, output_dir, settings, progress, workers):
       entries[job[2], job[3]] = entry
       written += entry["stats"]["records"]
       bar.advance(written)
-  bar.close()
   scan_counts["write_seconds"] = round(time.monotonic() - start, 3)
   return scan_counts, [entries[key] for key in all_shards(settings)]
 

@@ -119,7 +119,12 @@ def tokenize_sequence(
     records["protein"] = vocabulary.encode_tf(records.pop("sequence"))
     return records
 
-  return dataset.ragged_batch(batch_size).map(_tokenize).unbatch()
+  dataset = dataset.ragged_batch(batch_size)
+  dataset = dataset.map(_tokenize, num_parallel_calls=tf.data.AUTOTUNE)
+  # `unbatch` types variable-length features as ragged tensors of ragged
+  # rank 0; an identity map gives them back their dense `TensorSpec`, which
+  # `padded_batch` and seqio's cache job read.
+  return dataset.unbatch().map(lambda record: record)
 
 
 # ------------------------------------------------------------------- random

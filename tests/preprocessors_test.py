@@ -58,6 +58,9 @@ def test_tokenize_keeps_every_record_its_order_and_other_features(batch_size):
   want = [VOCAB.encode(t) for t in texts]
   assert [r["protein"].tolist() for r in out] == want
   assert all(sorted(r) == ["id", "protein"] for r in out)
+  # Dense specs, as a per-record map gives them: padded_batch needs them.
+  assert ds.element_spec["protein"] == tf.TensorSpec([None], tf.int32)
+  assert len(list(ds.padded_batch(4).as_numpy_iterator())) == 2
   assert all(r["protein"].dtype == np.int32 for r in out)
 
 
