@@ -542,7 +542,13 @@ def _parser() -> argparse.ArgumentParser:
 
   creating = _create_options()
   installing = _setup_options()
-  training = _train_options()
+  training = t5x_args.train_options(
+      gin_file_help="gin file for t5x.train (repeatable, in order)",
+      env_help=(
+          "environment variable for the run, e.g."
+          " --env=ANKH3_DATA_DIR=gs://BUCKET/uniref50 (repeatable)"
+      ),
+  )
   parser = argparse.ArgumentParser(
       prog="python -m tpu_launch",
       description=__doc__.split("\n\n")[0],
@@ -634,27 +640,6 @@ def _setup_options() -> argparse.ArgumentParser:
       "--no_check",
       action="store_true",
       help="skip the final JAX device check",
-  )
-  return parser
-
-
-def _train_options() -> argparse.ArgumentParser:
-  parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
-  parser.add_argument(
-      "--gin_file",
-      action="append",
-      default=[],
-      help="gin file for t5x.train (repeatable, in order)",
-  )
-  parser.add_argument(
-      "--env",
-      action="append",
-      default=[],
-      metavar="NAME=VALUE",
-      help=(
-          "environment variable for the run, e.g."
-          " --env=ANKH3_DATA_DIR=gs://BUCKET/uniref50 (repeatable)"
-      ),
   )
   return parser
 

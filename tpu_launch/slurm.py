@@ -287,6 +287,12 @@ def _parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(
       prog="python -m tpu_launch.slurm",
       description=__doc__.split("\n")[0],
+      parents=[
+          t5x_args.train_options(
+              gin_file_help="gin file for t5x.train (repeatable, in order)",
+              env_help="environment variable for every process (repeatable)",
+          )
+      ],
       epilog=(
           "Also: any number of --gin.NAME=VALUE overrides, and after -- any"
           " other t5x.train flags; both reach t5x.train unchanged."
@@ -305,19 +311,6 @@ def _parser() -> argparse.ArgumentParser:
       "--time", default=None, help="wall-clock limit, e.g. 48:00:00"
   )
   parser.add_argument("--job_name", default="ankh3", help="(default ankh3)")
-  parser.add_argument(
-      "--gin_file",
-      action="append",
-      default=[],
-      help="gin file for t5x.train (repeatable, in order)",
-  )
-  parser.add_argument(
-      "--env",
-      action="append",
-      default=[],
-      metavar="NAME=VALUE",
-      help="environment variable for every process (repeatable)",
-  )
   parser.add_argument(
       "--python",
       default="python3",

@@ -13,6 +13,7 @@ T5X) is used from there; a file only this machine has is copied to the
 workers (`GinFile.ship`).
 """
 
+import argparse
 import ast
 import dataclasses
 import importlib.util
@@ -190,6 +191,30 @@ def check_model_dir(directory: str, *, reason: str | None) -> None:
         f"MODEL_DIR {directory!r} is not on GCS: {reason}, so it must be a"
         ' gs:// path, e.g. --gin.MODEL_DIR=\\"gs://BUCKET/ankh3_large\\"'
     )
+
+
+def train_options(gin_file_help: str, env_help: str) -> argparse.ArgumentParser:
+  """The options every launcher takes for the run: `--gin_file` and `--env`.
+
+  A parent parser (`argparse.ArgumentParser(parents=[...])`); `--env` values
+  are read with `parse_env`.
+
+  Args:
+    gin_file_help: the help of `--gin_file` (where the path is resolved).
+    env_help: the help of `--env` (which processes get the variable).
+  """
+  parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+  parser.add_argument(
+      "--gin_file", action="append", default=[], help=gin_file_help
+  )
+  parser.add_argument(
+      "--env",
+      action="append",
+      default=[],
+      metavar="NAME=VALUE",
+      help=env_help,
+  )
+  return parser
 
 
 def parse_env(assignments: Iterable[str]) -> list[tuple[str, str]]:

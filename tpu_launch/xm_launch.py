@@ -128,23 +128,18 @@ def _parser() -> argparse.ArgumentParser:
       prog="python -m tpu_launch.xm_launch",
       description="Submit Ankh3 pretraining to Vertex AI with XManager.",
       allow_abbrev=False,
+      parents=[
+          t5x_args.train_options(
+              gin_file_help=(
+                  "gin file, relative to the checkout (repeatable, in order)"
+              ),
+              env_help="environment variable for the job (repeatable)",
+          )
+      ],
   )
   parser.add_argument("--accelerator_type", default=cli.DEFAULT_ACCELERATOR)
   parser.add_argument("--tpu_topology", help="default: by accelerator type")
   parser.add_argument("--machine_type", help="default: by accelerator type")
-  parser.add_argument(
-      "--gin_file",
-      action="append",
-      default=[],
-      help="gin file, relative to the checkout (repeatable, in order)",
-  )
-  parser.add_argument(
-      "--env",
-      action="append",
-      default=[],
-      metavar="NAME=VALUE",
-      help="environment variable for the job (repeatable)",
-  )
   parser.add_argument("--name", default="ankh3", help="experiment title")
   parser.add_argument("--project", help="Cloud project (default: gcloud's)")
   parser.add_argument(
