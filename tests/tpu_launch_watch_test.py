@@ -29,6 +29,7 @@ import tpu_launch_test as launch_test
 
 STEPS = 40
 PERIOD = 2  # The fake writes a checkpoint every PERIOD steps.
+POLL_INTERVAL = 0.02  # The watcher's --poll_interval, in seconds.
 
 # Runs inside the fake gcloud (globals: args, root, os, json, shutil,
 # subprocess, sys): the TPU's state lives in ROOT/cloud.json.
@@ -204,7 +205,6 @@ class _Slice:
     while not path.exists():
       assert time.monotonic() < deadline, f"no checkpoint {step}"
       time.sleep(0.01)
-    time.sleep(0.2)  # The watcher sees it: the run made progress.
 
   def lines(self, name):
     path = self.root / name
@@ -256,7 +256,7 @@ def _argv(tpu, *more):
       *launch_test.NASTY[2:-1],  # Quoting: everything but MODEL_DIR, steps.
       f"--wheel={tpu.root / 'ankh3_tasks-1-py3-none-any.whl'}",
       "--no_check",
-      "--poll_interval=0.02",
+      f"--poll_interval={POLL_INTERVAL}",
       "--hang_timeout=1",
       "--backoff_base=0.05",
       "--backoff_cap=0.2",
@@ -271,6 +271,7 @@ class _Run:
 
   def __init__(self, tpu, *more):
     _, self.plan, settings = cli.build_watch(_argv(tpu, *more))
+    self._tpu = tpu
     self.sleeps = []
     self.log = tpu.root / "incidents.jsonl"
     self.result = None
@@ -291,6 +292,22 @@ class _Run:
 
     self.thread = threading.Thread(target=target, daemon=True)
     self.thread.start()
+
+  def wait_for_checkpoint(self, step, seconds=30.0):
+    """Waits until the watcher has seen checkpoint `step` on a healthy slice.
+
+    A fixed pause is not enough on a loaded machine, where one poll can take
+    longer than the pause: the test would break the slice before the watcher
+    counted the progress, and its recoveries in a row would start one early.
+    A healthy poll ends in a sleep of --poll_interval; the second such sleep
+    after the checkpoint appeared ends a poll that began after it did.
+    """
+    self._tpu.wait_for_checkpoint(step, seconds)
+    seen = len(self.sleeps)
+    deadline = time.monotonic() + seconds
+    while sum(s == POLL_INTERVAL for s in self.sleeps[seen:]) < 2:
+      assert time.monotonic() < deadline, f"the watcher missed checkpoint {step}"
+      time.sleep(0.01)
 
   def finish(self, seconds=60.0):
     self.thread.join(seconds)
@@ -336,7 +353,7 @@ def _check_finished(tpu, run, causes):
 
 def test_spot_preemption_recreates_sets_up_and_resumes(tpu):
   run = _Run(tpu)
-  tpu.wait_for_checkpoint(4)
+  run.wait_for_checkpoint(4)
   tpu.set(node="PREEMPTED")
   tpu.kill("w0", "w1")
   incidents = _check_finished(tpu, run, ["not running", "preempted"])
@@ -349,7 +366,7 @@ def test_spot_preemption_recreates_sets_up_and_resumes(tpu):
 def test_suspended_queued_resource_is_recreated_and_waited_for(tpu):
   tpu.set(queued="ACTIVE")
   run = _Run(tpu, "--queued", "--spot")
-  tpu.wait_for_checkpoint(4)
+  run.wait_for_checkpoint(4)
   tpu.set(queued="SUSPENDED", node=None)
   tpu.kill("w0", "w1")
   incidents = _check_finished(
@@ -363,7 +380,7 @@ def test_suspended_queued_resource_is_recreated_and_waited_for(tpu):
 
 def test_dead_worker_restarts_every_worker(tpu):
   run = _Run(tpu)
-  tpu.wait_for_checkpoint(4)
+  run.wait_for_checkpoint(4)
   tpu.kill("w1")
   incidents = _check_finished(tpu, run, ["not running", "worker died"])
   assert incidents[1]["action"] == "restart"
@@ -372,7 +389,7 @@ def test_dead_worker_restarts_every_worker(tpu):
 
 def test_hung_run_is_restarted(tpu):
   run = _Run(tpu)
-  tpu.wait_for_checkpoint(4)
+  run.wait_for_checkpoint(4)
   (tpu.root / "hang").write_text("")
   incidents = _check_finished(tpu, run, ["not running", "hung"])
   assert incidents[1]["action"] == "restart"
@@ -381,7 +398,7 @@ def test_hung_run_is_restarted(tpu):
 
 def test_maintenance_reinstalls_and_restarts(tpu):
   run = _Run(tpu)
-  tpu.wait_for_checkpoint(4)
+  run.wait_for_checkpoint(4)
   tpu.set(node="REPAIRING", repair=5)
   tpu.kill("w0", "w1")
   shutil.rmtree(tpu.root / "w0" / "ankh3" / "venv")  # A fresh boot disk.
@@ -391,7 +408,7 @@ def test_maintenance_reinstalls_and_restarts(tpu):
 
 def test_quota_error_on_create_backs_off_then_recovers(tpu):
   run = _Run(tpu)
-  tpu.wait_for_checkpoint(4)
+  run.wait_for_checkpoint(4)
   tpu.set(node="PREEMPTED", create_errors=2)
   tpu.kill("w0", "w1")
   assert run.finish() == 0
@@ -411,7 +428,7 @@ def test_quota_error_on_create_backs_off_then_recovers(tpu):
 
 def test_quota_error_on_create_gives_up_after_the_cap(tpu):
   run = _Run(tpu)
-  tpu.wait_for_checkpoint(4)
+  run.wait_for_checkpoint(4)
   tpu.set(node="PREEMPTED", create_errors=100)
   tpu.kill("w0", "w1")
   error = run.finish()
