@@ -1,0 +1,118 @@
+"""Tests of ankh3_tasks/t5x_patches.py (marker `t5x`).
+
+A run that saves its input pipeline (`SAVE_DATASET`) and starts from a
+checkpoint that holds no position (`INITIAL_CHECKPOINT_PATH`: a converted
+released model) restores the weights from it and starts the input pipeline
+from its beginning; its own checkpoints hold the pipeline's position. Without
+the patch T5X fails on such a start.
+"""
+
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+from conftest import run_module
+
+pytestmark = pytest.mark.t5x
+
+
+def _dataset_files(checkpoint_dir):
+  return sorted(
+      p.name for p in checkpoint_dir.rglob("*") if p.name.startswith("train_ds")
+  )
+
+
+def test_input_position_is_found_only_where_saved(tmp_path):
+  from ankh3_tasks import t5x_patches  # pylint: disable=g-import-not-at-top
+
+  checkpoint = tmp_path / "checkpoint_2"
+  (checkpoint / "state").mkdir(parents=True)
+  assert not t5x_patches.has_input_position(str(checkpoint))
+  # What a manager without an input pipeline writes (`convert hf-to-t5x`).
+  (checkpoint / "dataset").mkdir()
+  (checkpoint / "dataset" / "commit_success.txt").write_text("")
+  assert not t5x_patches.has_input_position(str(checkpoint))
+  saved = checkpoint / "dataset" / "train_ds-000-of-001.index"
+  saved.write_text("")
+  assert t5x_patches.has_input_position(str(checkpoint))
+  saved.unlink()
+  # Several processes: one folder each.
+  process = checkpoint / "dataset" / "process_1-of-2"
+  process.mkdir()
+  (process / "train_ds-001-of-002.index").write_text("")
+  assert t5x_patches.has_input_position(str(checkpoint))
+
+
+def test_the_wrap_is_applied_once():
+  from ankh3_tasks import t5x_patches  # pylint: disable=g-import-not-at-top
+  from t5x import checkpoints  # pylint: disable=g-import-not-at-top
+
+  restore = checkpoints.OrbaxCheckpointManagerInterface.restore
+  assert restore.ankh3_patched
+  t5x_patches.apply()
+  assert checkpoints.OrbaxCheckpointManagerInterface.restore is restore
+  assert restore.__wrapped__.__module__ == "t5x.checkpoints"
+
+
+@pytest.mark.slow
+def test_a_run_starts_from_a_checkpoint_without_input_pipeline_state(
+    tiny_checkpoint, tmp_path
+):
+  from ankh3_tasks import checkpoints  # pylint: disable=g-import-not-at-top
+
+  # The embedded default's last checkpoint without its input-pipeline
+  # position: what `convert hf-to-t5x` writes, or a run without SAVE_DATASET.
+  start = tmp_path / "start" / "checkpoint_300"
+  shutil.copytree(tiny_checkpoint, start)
+  assert _dataset_files(start)
+  for name in _dataset_files(start):  # The item stays, as the converter's.
+    (start / "dataset" / name).unlink()
+  assert not _dataset_files(start) and (start / "dataset").is_dir()
+  model_dir = tmp_path / "model"
+  run = run_module(
+      "t5x.train",
+      "--gin_file=gin/experiments/ankh3_tiny_sample.gin",
+      f'--gin.MODEL_DIR="{model_dir}"',
+      f'--gin.INITIAL_CHECKPOINT_PATH="{start}"',
+      "--gin.SAVE_DATASET=True",
+      "--gin.TRAIN_STEPS=302",
+      "--gin.CHECKPOINT_PERIOD=2",
+      "--gin.STATS_PERIOD=2",
+      "--gin.EVAL_PERIOD=1000",
+      "--gin.EVAL_STEPS=1",
+  )
+  assert f"{start} holds no input-pipeline position" in run.stderr
+  # T5X saved the restored state as the run's first checkpoint, then stepped:
+  # both hold the run's own input-pipeline position.
+  assert sorted(os.listdir(model_dir / "checkpoint_300")) == sorted(
+      os.listdir(tiny_checkpoint)
+  )
+  for step in (300, 302):
+    assert _dataset_files(model_dir / f"checkpoint_{step}"), step
+  restored = checkpoints.load_params(str(model_dir / "checkpoint_300"))
+  expected = checkpoints.load_params(str(start))
+  for part in ("encoder", "decoder"):
+    for name, value in _flatten(expected[part]).items():
+      np.testing.assert_array_equal(
+          _flatten(restored[part])[name], value, err_msg=name
+      )
+  stepped = checkpoints.load_params(str(model_dir / "checkpoint_302"))
+  kernel = ("decoder", "logits_dense", "kernel")
+  assert not np.array_equal(_get(stepped, kernel), _get(expected, kernel))
+
+
+def _flatten(tree, prefix=""):
+  if not isinstance(tree, dict):
+    return {prefix: tree}
+  flat = {}
+  for key, value in tree.items():
+    flat.update(_flatten(value, f"{prefix}/{key}"))
+  return flat
+
+
+def _get(tree, keys):
+  for key in keys:
+    tree = tree[key]
+  return np.asarray(tree)
