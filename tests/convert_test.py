@@ -204,6 +204,7 @@ def test_config_mismatch_names_the_field():
 @pytest.mark.slow
 def test_t5x_train_continues_from_converted_hf_model(tmp_path):
   from ankh3_tasks import convert  # pylint: disable=g-import-not-at-top
+  from ankh3_tasks import t5x_patches  # pylint: disable=g-import-not-at-top
 
   model = checkpoints.load_model("gin/models/ankh3_tiny.gin", [REPO])
   cfg = model.module.config
@@ -228,7 +229,7 @@ def test_t5x_train_continues_from_converted_hf_model(tmp_path):
       check=True,
   )
   assert (model_dir / "checkpoint_0").is_dir()
-  assert not _dataset_files(model_dir / "checkpoint_0")
+  assert not t5x_patches.has_input_position(str(model_dir / "checkpoint_0"))
   # Continue in the converted directory, saving the input pipeline's position
   # (the tiny experiment sets SAVE_DATASET), which checkpoint_0 has not.
   # (tests/t5x_patches_test.py starts a new MODEL_DIR from such a checkpoint.)
@@ -257,7 +258,7 @@ def test_t5x_train_continues_from_converted_hf_model(tmp_path):
   assert "checkpoint_0" in log and "Restor" in log, log[-3000:]
   assert "holds no input-pipeline position" in log, log[-3000:]
   assert (model_dir / "checkpoint_2").is_dir(), log[-3000:]
-  assert _dataset_files(model_dir / "checkpoint_2")
+  assert t5x_patches.has_input_position(str(model_dir / "checkpoint_2"))
   # The trained parameters started from the converted ones.
   start = checkpoints.load_params(str(model_dir / "checkpoint_0"))
   params, _ = convert.hf_to_t5x(hf)
@@ -265,10 +266,6 @@ def test_t5x_train_continues_from_converted_hf_model(tmp_path):
       start["decoder"]["logits_dense"]["kernel"],
       params["decoder"]["logits_dense"]["kernel"],
   )
-
-
-def _dataset_files(checkpoint_dir):
-  return [p for p in checkpoint_dir.rglob("*") if "train_ds" in p.name]
 
 
 def test_tokenizer_travels_both_ways(tiny_checkpoint, tmp_path, capsys,

@@ -34,15 +34,87 @@ def test_input_position_is_found_only_where_saved(tmp_path):
   (checkpoint / "dataset").mkdir()
   (checkpoint / "dataset" / "commit_success.txt").write_text("")
   assert not t5x_patches.has_input_position(str(checkpoint))
-  saved = checkpoint / "dataset" / "train_ds-000-of-001.index"
-  saved.write_text("")
-  assert t5x_patches.has_input_position(str(checkpoint))
-  saved.unlink()
-  # Several processes: one folder each.
-  process = checkpoint / "dataset" / "process_1-of-2"
-  process.mkdir()
-  (process / "train_ds-001-of-002.index").write_text("")
-  assert t5x_patches.has_input_position(str(checkpoint))
+  for saved in (
+      checkpoint / "dataset" / "train_ds-000-of-001.index",
+      checkpoint / "dataset" / "process_1-of-2" / "train_ds-001-of-002.index",
+      checkpoint / "train_ds-000-of-001.index",  # T5X's older format.
+  ):
+    saved.parent.mkdir(exist_ok=True)
+    saved.write_text("")
+    assert t5x_patches.has_input_position(str(checkpoint)), saved
+    saved.unlink()
+  assert not t5x_patches.has_input_position(str(checkpoint))
+
+
+def test_a_failing_file_system_is_not_read_as_no_position(
+    tmp_path, monkeypatch
+):
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
+  from ankh3_tasks import t5x_patches  # pylint: disable=g-import-not-at-top
+
+  def glob(pattern):
+    raise tf.errors.UnavailableError(None, None, f"listing {pattern} failed")
+
+  monkeypatch.setattr(tf.io.gfile, "glob", glob)
+  with pytest.raises(tf.errors.UnavailableError):
+    t5x_patches.has_input_position(str(tmp_path / "checkpoint_2"))
+
+
+class _Manager:
+  """What the wrap reads of T5X's manager: its flag and directory."""
+
+  def __init__(self, directory, with_position=True):
+    self.directory = directory
+    self._should_write_dataset_ckpt = with_position
+    self.seen = []
+
+  def restore(self, step=None, path=None, fallback_state=None, fail=False):
+    flag = self._should_write_dataset_ckpt
+    self.seen.append((step, path, fallback_state, flag))
+    if fail:
+      raise ValueError("restore failed")
+    return "state"
+
+
+@pytest.mark.parametrize("saved", [True, False])
+@pytest.mark.parametrize("by", ["path", "step"])
+def test_the_position_is_read_only_where_saved(tmp_path, saved, by):
+  from ankh3_tasks import t5x_patches  # pylint: disable=g-import-not-at-top
+
+  checkpoint = tmp_path / "checkpoint_5"
+  (checkpoint / "dataset").mkdir(parents=True)
+  if saved:
+    (checkpoint / "dataset" / "train_ds-000-of-001.index").write_text("")
+  restore = t5x_patches._restore_without_missing_position(_Manager.restore)
+  manager = _Manager(tmp_path)
+  where = {"path": str(checkpoint)} if by == "path" else {"step": 5}
+  assert restore(manager, **where, fallback_state="fallback") == "state"
+  [(_, _, fallback, with_position)] = manager.seen
+  assert fallback == "fallback"
+  assert with_position == saved
+  assert manager._should_write_dataset_ckpt  # Saving keeps the position.
+
+
+def test_the_flag_comes_back_when_the_restore_fails(tmp_path):
+  from ankh3_tasks import t5x_patches  # pylint: disable=g-import-not-at-top
+
+  restore = t5x_patches._restore_without_missing_position(_Manager.restore)
+  manager = _Manager(tmp_path)
+  with pytest.raises(ValueError, match="restore failed"):
+    restore(manager, path=str(tmp_path / "checkpoint_0"), fail=True)
+  assert manager.seen[0][3] is False
+  assert manager._should_write_dataset_ckpt is True
+
+
+def test_a_manager_without_input_pipeline_is_left_alone(tmp_path):
+  from ankh3_tasks import t5x_patches  # pylint: disable=g-import-not-at-top
+
+  restore = t5x_patches._restore_without_missing_position(_Manager.restore)
+  manager = _Manager(tmp_path, with_position=None)
+  path = str(tmp_path / "checkpoint_0")
+  restore(manager, None, path, "fallback")  # As T5X's positional arguments.
+  assert manager.seen == [(None, path, "fallback", None)]
 
 
 def test_the_wrap_is_applied_once():
