@@ -90,6 +90,16 @@ def init_params(model, seed=0):
   )["params"]
 
 
+def flatten(tree, prefix=""):
+  """{"/encoder/layers_0/...": array} of a nested dict of parameters."""
+  if not isinstance(tree, dict):
+    return {prefix: tree}
+  flat = {}
+  for key, value in tree.items():
+    flat.update(flatten(value, f"{prefix}/{key}"))
+  return flat
+
+
 def scalars(directory, tag):
   """{step: value} of one scalar in T5X's TensorBoard files (last wins)."""
   import glob  # pylint: disable=g-import-not-at-top

@@ -22,6 +22,7 @@ import pytest
 
 from ankh3_tasks import gin_search_path
 from conftest import REPO
+from conftest import flatten
 from conftest import scalars
 
 pytestmark = [pytest.mark.t5x, pytest.mark.slow]
@@ -173,8 +174,8 @@ def test_killed_run_resumes_from_the_last_complete_checkpoint(
       os.path.join(model_dir, f"checkpoint_{STEPS}")
   )
   expected = checkpoints.load_params(str(reference / f"checkpoint_{STEPS}"))
-  flat_resumed = _flatten(resumed)
-  flat_expected = _flatten(expected)
+  flat_resumed = flatten(resumed)
+  flat_expected = flatten(expected)
   assert sorted(flat_resumed) == sorted(flat_expected)
   for name, value in flat_expected.items():
     np.testing.assert_array_equal(flat_resumed[name], value, err_msg=name)
@@ -190,12 +191,3 @@ def test_killed_run_resumes_from_the_last_complete_checkpoint(
   _run(stopped, tmp_path / "4.log", "--gin.SAVE_DATASET=False")
   restarted = scalars(os.path.join(stopped, "train"), LOSS)
   assert restarted[STEPS] != pytest.approx(expected_loss[STEPS], rel=1e-6)
-
-
-def _flatten(tree, prefix=""):
-  if not isinstance(tree, dict):
-    return {prefix: tree}
-  flat = {}
-  for key, value in tree.items():
-    flat.update(_flatten(value, f"{prefix}/{key}"))
-  return flat
