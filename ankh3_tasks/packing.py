@@ -121,18 +121,24 @@ def _assign_rows(
     order, numbered as the rows open.
   """
   n = tf.shape(lengths)[0]
-  lengths = tf.cast(lengths, tf.int64)
-  scale = tf.constant(row_lengths[::-1], tf.int64)
-  keys = tf.reduce_max(lengths * scale, axis=1)
+  inputs_lengths, targets_lengths = tf.unstack(
+      tf.cast(lengths, tf.int64), axis=1
+  )
+  # Shares of a row compared in integers: inputs * L_targets against
+  # targets * L_inputs. The same weights rank the examples and the slack.
+  inputs_scale, targets_scale = row_lengths[1], row_lengths[0]
+  keys = tf.maximum(
+      inputs_lengths * inputs_scale, targets_lengths * targets_scale
+  )
   order = tf.argsort(keys, direction="DESCENDING", stable=True)
   # The loop places _UNROLL examples per iteration, to save loop overhead;
   # the window is padded with empty examples, which change no
   # row, and their rows are dropped.
   padded = -(-n // _UNROLL) * _UNROLL
-  sorted_lengths = tf.pad(
-      tf.gather(lengths, order), [[0, padded - n], [0, 0]]
+  inputs_sizes, targets_sizes = (
+      tf.pad(tf.gather(x, order), [[0, padded - n]])
+      for x in (inputs_lengths, targets_lengths)
   )
-  inputs_sizes, targets_sizes = tf.unstack(sorted_lengths, axis=1)
   n64 = tf.cast(n, tf.int64)
   # Each row's room left in the inputs and in the targets, one vector each
   # (cheaper than [n, 2]). A row that has not opened is empty, so it fits
@@ -141,7 +147,6 @@ def _assign_rows(
   # when no open row fits.
   index = tf.range(n64)
   never = tf.constant(np.iinfo(np.int64).max, tf.int64)
-  inputs_scale, targets_scale = row_lengths[1], row_lengths[0]
 
   def place(i, inputs_room, targets_room, rows):
     placed = []

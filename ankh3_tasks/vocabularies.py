@@ -579,8 +579,7 @@ class Ankh3Vocabulary(seqio.Vocabulary):
   def _encode_pieces_tf(
       self, table: _Table, codepoints: tf.RaggedTensor
   ) -> tuple[tf.Tensor, tf.Tensor]:
-    """Ids, and the index of the string each comes from, for texts that may
-    hold longer tokens."""
+    """Ids, and the string each comes from, of texts with longer tokens."""
     # The regex ops read C strings: a NUL would end the text there. It maps
     # to <unk> like U+FFFD does, so that stands in for it.
     codepoints = codepoints.with_flat_values(
