@@ -3,42 +3,57 @@
 # test tools, then T5X (with airio and jestimator) at the tested commits, all
 # at the tested versions (requirements/constraints.txt).
 #
-# usage: tools/setup.sh [--checkouts DIR] [--no-t5x] [--dry-run]
+# usage: tools/setup.sh [--checkouts DIR [--editable]] [--hf] [--no-t5x] [--dry-run]
 #
 #   (no option)       T5X from git (github.com); where the git host cannot be
 #                     reached, says so and goes on without T5X: the tests
 #                     that need it then skip, saying why
-#   --checkouts DIR   T5X from local checkouts DIR/t5x, DIR/airio,
-#                     DIR/jestimator (tools/install_t5x.sh)
+#   --checkouts DIR   T5X from local trees DIR/t5x, DIR/airio,
+#                     DIR/jestimator, which are only read
+#                     (tools/install_t5x.sh)
+#   --editable        with --checkouts: install those trees in place, editable
+#   --hf              also the `hf` extra (CPU PyTorch and transformers), for
+#                     the Hugging Face converter and its tests
 #   --no-t5x          the package and its test tools only
 #   --dry-run         print the commands instead of running them
 set -euo pipefail
 
 usage() { sed -n 's/^# usage: /usage: /p' "$0" >&2; exit "${1:-2}"; }
 
-t5x_flags=()
+checkouts=""
+editable=""
 no_t5x=""
+extras="test"
 dry_run=""
 while [[ $# -gt 0 ]]; do
   case "$1" in
-    --checkouts) [[ $# -ge 2 ]] || usage; t5x_flags+=(--checkouts "$2"); shift 2 ;;
-    --checkouts=*) t5x_flags+=(--checkouts "${1#*=}"); shift ;;
+    --checkouts) [[ $# -ge 2 ]] || usage; checkouts="$2"; shift 2 ;;
+    --checkouts=*) checkouts="${1#*=}"; shift ;;
+    --editable) editable=1; shift ;;
+    --hf) extras="test,hf"; shift ;;
     --no-t5x) no_t5x=1; shift ;;
-    --dry-run) dry_run=1; t5x_flags+=(--dry-run); shift ;;
+    --dry-run) dry_run=1; shift ;;
     -h|--help) usage 0 ;;
     *) echo "unknown option: $1" >&2; usage ;;
   esac
 done
+if [[ -n "$editable" && -z "$checkouts" ]]; then
+  echo "error: --editable needs --checkouts DIR" >&2
+  usage
+fi
 
 # Checkout paths are relative to where the script was called from.
-here="$(pwd)"
-cd "$(dirname "$0")/.."
-if [[ ${#t5x_flags[@]} -gt 0 && "${t5x_flags[0]}" == --checkouts ]]; then
-  case "${t5x_flags[1]}" in
+t5x_flags=()
+if [[ -n "$checkouts" ]]; then
+  case "$checkouts" in
     /*) ;;
-    *) t5x_flags[1]="$here/${t5x_flags[1]}" ;;
+    *) checkouts="$(pwd)/$checkouts" ;;
   esac
+  t5x_flags+=(--checkouts "$checkouts")
 fi
+[[ -z "$editable" ]] || t5x_flags+=(--editable)
+[[ -z "$dry_run" ]] || t5x_flags+=(--dry-run)
+cd "$(dirname "$0")/.."
 
 run() {
   if [[ -n "$dry_run" ]]; then
@@ -48,13 +63,13 @@ run() {
   fi
 }
 
-run python -m pip install -c requirements/constraints.txt -e ".[test]"
+run python -m pip install -c requirements/constraints.txt -e ".[$extras]"
 if [[ -n "$no_t5x" ]]; then
   exit 0
 fi
 # From git, a machine without access to the git host fails at once or hangs
 # on the connection: either way it is reported, and the rest stands.
-if [[ ${#t5x_flags[@]} -eq 0 || "${t5x_flags[0]}" == --dry-run ]]; then
+if [[ -z "$checkouts" ]]; then
   if ! run timeout "${ANKH3_GIT_TIMEOUT:-300}" \
       bash tools/install_t5x.sh "${t5x_flags[@]}"; then
     echo "warning: T5X could not be installed from git (no access to the" \
