@@ -7,7 +7,7 @@ reads FASTA (plain or gzipped), CSV/TSV or Parquet, and writes
   DIR/train/train-00000-of-00064.tfrecord ...        tf.train.Example records
   DIR/validation/validation-00000-of-00016.tfrecord  with bytes features
   DIR/stats.json                                     `id` and `sequence`
-  DIR/prepared.MANIFEST.json   (written last: every file, its records and SHA-256)
+  DIR/MANIFEST.json            (written last: every file, its records and SHA-256)
 
 which the `ankh3_uniref50_*` tasks read with `ANKH3_DATA_DIR=DIR`.
 
@@ -670,8 +670,8 @@ def _claim_output_dir(
       return "done"
     raise FileExistsError(
         f"{output_dir} holds a dataset prepared from other inputs or "
-        "settings (see its prepared.MANIFEST.json); choose another --output_dir or "
-        "pass --overwrite."
+        f"settings (see its {prepared.MANIFEST}); choose another --output_dir "
+        "or pass --overwrite."
     )
   if work is not None and work != fingerprint:
     raise FileExistsError(
@@ -985,14 +985,25 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
       + f"\n{os.path.join(args.output_dir, prepared.MANIFEST)}"
   )
   for split, count in stats["written"].items():
-    if count == 0:
-      fraction = prepared.held_out_fraction(stats["written_total"])
-      print(
-          f"warning: split {split!r} holds no proteins, and t5x.train stops "
-          f"when it evaluates an empty split; prepare again with "
-          f"--{split}_fraction={fraction} --overwrite (about 100 proteins)",
-          file=sys.stderr,
+    if count:
+      continue
+    total = stats["written_total"]
+    if split == "train":
+      advice = (
+          "every protein went to a held-out split; prepare again with a "
+          "smaller --validation_fraction (or --test_fraction) --overwrite"
       )
+    else:
+      fraction = prepared.held_out_fraction(total)
+      advice = (
+          "t5x.train stops when it evaluates an empty split; prepare again "
+          f"with --{split}_fraction={fraction} --overwrite (about "
+          f"{round(float(fraction) * total):,} of the {total:,} proteins)"
+      )
+    print(
+        f"warning: split {split!r} holds no proteins: {advice}",
+        file=sys.stderr,
+    )
   return 0
 
 

@@ -191,8 +191,10 @@ def read_fasta(path: str, stats: ReadStats) -> Iterator[Record]:
   """Yields the good records of a FASTA file (multi-line, maybe gzipped).
 
   The id is the first word of the header (`>UniRef50_Q6GZX4 n=1 ...` ->
-  `UniRef50_Q6GZX4`). A record whose header has no sequence lines, and lines
-  before the first header, are skipped with their reason.
+  `UniRef50_Q6GZX4`). A record whose header is followed directly by the next
+  header or the end of the file ("header without sequence"), one whose lines
+  hold no residues ("empty sequence": blank lines, a lone `*`), and lines
+  before the first header are skipped with their reason.
 
   Args:
     path: the file.
@@ -208,6 +210,7 @@ def read_fasta(path: str, stats: ReadStats) -> Iterator[Record]:
   header = None
   header_line = 0
   lines = []
+  any_line = False  # Any line, blank or not, after the header.
   number = 0
   last_id = None
 
@@ -221,7 +224,7 @@ def read_fasta(path: str, stats: ReadStats) -> Iterator[Record]:
         if header.strip()
         else f"{os.path.basename(path)}:{header_line}"
     )
-    if not lines:
+    if not any_line:
       stats.skip(record_id, HEADER_WITHOUT_SEQUENCE)
       return None
     return _check(record_id, "".join(lines), stats)
@@ -235,8 +238,11 @@ def read_fasta(path: str, stats: ReadStats) -> Iterator[Record]:
             last_id = record[0]
             yield record
           header, header_line, lines = line[1:].strip(), number, []
-        elif line.strip():
-          lines.append(line)
+          any_line = False
+        else:
+          any_line = True
+          if line.strip():
+            lines.append(line)
   except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as e:
     raise type(e)(
         f"{path}: unreadable after record {last_id!r} (line {number}): {e}"

@@ -391,6 +391,74 @@ def test_an_empty_held_out_split_is_said_at_once_and_refused(
     sources.split_files(out, "validation")
 
 
+def test_empty_split_advice_counts_and_names_flags_that_exist(
+    tmp_path, capsys
+):
+  path = write_fasta(tmp_path / "two.fasta", [("a", ["MKT"]), ("b", ["GGS"])])
+  out = str(tmp_path / "out")
+  flags = [f"--input={path}", f"--output_dir={out}", "--no_progress"]
+  assert cli.run(prepare.main, flags) == 0
+  err = capsys.readouterr().err
+  assert "--validation_fraction=0.5 --overwrite (about 1 of the 2 proteins)" in (
+      err
+  )
+  # Everything held out: the advice is about the held-out fractions.
+  flags = [
+      f"--input={path}",
+      f"--output_dir={tmp_path / 'all_held_out'}",
+      "--validation_fraction=0.999999",
+      "--no_progress",
+  ]
+  assert cli.run(prepare.main, flags) == 0
+  err = capsys.readouterr().err
+  assert "warning: split 'train' holds no proteins" in err
+  assert "--train_fraction" not in err
+  assert "smaller --validation_fraction" in err
+
+
+def test_every_flag_and_file_a_message_names_exists(tmp_path, capsys):
+  """The flags in prepare's messages are its own (or Beam's, with --beam)."""
+  import ast  # pylint: disable=g-import-not-at-top
+
+  with pytest.raises(SystemExit):
+    prepare.main(["--help"])
+  options = set(re.findall(r"--([a-z_]+)", capsys.readouterr().out))
+  assert {"input", "output_dir", "validation_fraction", "overwrite"} <= options
+  beam = {"runner", "project", "region", "temp_location"}
+  with open(prepare.__file__) as f:
+    tree = ast.parse(f.read())
+  docstrings = {
+      id(node.body[0].value)
+      for node in ast.walk(tree)
+      if isinstance(
+          node, (ast.Module, ast.FunctionDef, ast.ClassDef)
+      )
+      and node.body
+      and isinstance(node.body[0], ast.Expr)
+      and isinstance(node.body[0].value, ast.Constant)
+  }
+  named = set()
+  for node in ast.walk(tree):
+    if (
+        isinstance(node, ast.Constant)
+        and isinstance(node.value, str)
+        and id(node) not in docstrings
+    ):
+      named.update(re.findall(r"(?<![\w-])--([a-z][a-z_]*)", node.value))
+  assert "overwrite" in named and "validation_fraction" in named
+  assert named <= options | beam, named - options - beam
+
+  # A finished directory of other settings names its manifest, which exists.
+  write_fasta(tmp_path / "a.fasta", [("a", ["MKT"])])
+  out = str(tmp_path / "out")
+  prepare.prepare([str(tmp_path / "a.fasta")], out, SMALL, progress=False)
+  other = prepare.Settings(**{**SMALL.__dict__, "num_shards": 8})
+  with pytest.raises(FileExistsError) as raised:
+    prepare.prepare([str(tmp_path / "a.fasta")], out, other, progress=False)
+  manifest = re.search(r"see its (\S+)\)", str(raised.value)).group(1)
+  assert os.path.isfile(os.path.join(out, manifest)), str(raised.value)
+
+
 # ------------------------------------------------------ tasks on prepared data
 
 

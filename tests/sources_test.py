@@ -74,6 +74,17 @@ def test_bad_fasta_records_are_counted_named_and_do_not_stop(tmp_path, caplog):
   assert "read 9, kept 2, skipped 7" in stats.summary()
 
 
+def test_a_header_followed_by_blank_lines_is_an_empty_sequence(tmp_path):
+  path = tmp_path / "blank.fasta"
+  path.write_text(">empty\n\n>ok\nMKT\n\n>bare\n>spaces\n  \t\n>last\n")
+  got, stats = _read([str(path)])
+  assert got == [("ok", "MKT")]
+  assert dict(stats.skipped) == {
+      sources.EMPTY: 2,  # empty, spaces
+      sources.HEADER_WITHOUT_SEQUENCE: 2,  # bare, last
+  }
+
+
 def test_truncated_gzip_fails_naming_file_and_record(tmp_path):
   path = write_fasta(
       tmp_path / "cut.fasta.gz",

@@ -67,6 +67,11 @@ run python -m pip install -c requirements/constraints.txt -e ".[$extras]"
 if [[ -n "$no_t5x" ]]; then
   exit 0
 fi
+# With --dry-run, install_t5x.sh prints its own commands.
+if [[ -n "$dry_run" ]]; then
+  bash tools/install_t5x.sh "${t5x_flags[@]}"
+  exit 0
+fi
 # From git, a machine without access to the git host fails at once or hangs
 # on the connection: either way it is reported, and the rest stands.
 if [[ -z "$checkouts" ]]; then
