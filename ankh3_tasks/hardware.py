@@ -79,6 +79,29 @@ def _tpu_v5e(chips: int) -> Topology:
   )
 
 
+def _tpu_v5p(tensorcores: int) -> Topology:
+  # cloud.google.com/tpu/docs/v5p: a v5p-N slice has N TensorCores, two per
+  # chip (one JAX device per chip, megacore); 95 GiB HBM2e and 459 TFLOP/s
+  # bf16 peak per chip. XLA's reserve is not known here: usable = all.
+  return Topology(
+      f"v5p-{tensorcores}",
+      tpu_chips("v5p", tensorcores),
+      95 * _GIB,
+      95 * _GIB,
+      459e12,
+      "TPU v5p chips",
+  )
+
+
+def _tpu_v6e(chips: int) -> Topology:
+  # cloud.google.com/tpu/docs/v6e: a v6e-N slice has N chips of one
+  # TensorCore; 32 GiB HBM and 918 TFLOP/s bf16 peak per chip. XLA's
+  # reserve is not known here: usable = all.
+  return Topology(
+      f"v6e-{chips}", chips, 32 * _GIB, 32 * _GIB, 918e12, "TPU v6e chips"
+  )
+
+
 # JAX lets XLA take this share of a GPU's memory by default
 # (XLA_PYTHON_CLIENT_MEM_FRACTION=.75); `--mem_fraction` plans with another
 # (tpu_launch/slurm.py sets 0.9, docs/gpu.md).
@@ -127,6 +150,8 @@ TOPOLOGIES: dict[str, Topology] = {
     for t in (
         *(_tpu_v4(n) for n in (8, 16, 32, 64, 128, 256)),
         *(_tpu_v5e(n) for n in (8, 16, 32, 64, 128, 256)),
+        *(_tpu_v5p(n) for n in (8, 16, 32, 64, 128, 256)),
+        *(_tpu_v6e(n) for n in (8, 16, 32, 64, 128, 256)),
         # NVIDIA H100 SXM datasheet: 80 GB HBM3, 989 TFLOP/s dense bf16
         # (1,979 sparse).
         *(_gpus("H100", n, 80, 989e12) for n in _GPU_COUNTS),

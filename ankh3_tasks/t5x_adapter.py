@@ -10,7 +10,8 @@ benchmark) and the speed scripts (`benchmarks/`):
   state = t5x_adapter.abstract_train_state(run.model)
 """
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+import contextlib
 import dataclasses
 import functools
 import math
@@ -98,32 +99,32 @@ def split_gin_flags(argv: Sequence[str]) -> tuple[list[str], list[str]]:
   ]
 
 
-def load_gin(
+@contextlib.contextmanager
+def parsed_gin(
     gin_files: Sequence[str],
     bindings: Sequence[str] = (),
     search_paths: Sequence[str] = (),
-) -> GinRun:
-  """Parses gin files as `python -m t5x.train` does and builds the model.
+) -> Iterator[None]:
+  """Gin's global config as `python -m t5x.train` parses it, for a while.
 
   The search path is `search_paths`, this package's gin tree and T5X's
   (for `t5x/configs/...`), after the current directory; each is added to
   gin's process-wide search path once. The run files
   `import __main__ as train_script`: `t5x.train` stands in for `__main__`
-  while they are parsed. Nothing is finalised, so `MODEL_DIR` and the like
-  may stay unset; a model file alone gets `DROPOUT_RATE = 0.0`. Gin's global
-  config is cleared afterwards.
+  while they are parsed and inside the block. Nothing is finalised, so
+  `MODEL_DIR` and the like may stay unset; a model file alone gets
+  `DROPOUT_RATE = 0.0`. Gin's global config is cleared afterwards.
 
   Args:
     gin_files: e.g. `["gin/experiments/ankh3_large_pretrain.gin"]`.
     bindings: `NAME = VALUE` strings, applied after the files.
     search_paths: extra directories to look for the files in.
 
-  Returns:
-    The `GinRun`.
+  Yields:
+    Nothing: `query` and gin's own calls read the config inside the block.
   """
   import gin  # pylint: disable=g-import-not-at-top
   import t5x  # pylint: disable=g-import-not-at-top
-  from t5x import partitioning  # pylint: disable=g-import-not-at-top
   from t5x import train as train_script  # pylint: disable=g-import-not-at-top
 
   main_module = sys.modules["__main__"]
@@ -142,35 +143,65 @@ def load_gin(
     gin.parse_config_files_and_bindings(
         list(gin_files), list(bindings), finalize_config=False
     )
-    dropout = query("DROPOUT_RATE/macro.value")
-    if dropout is None:
+    if query("DROPOUT_RATE/macro.value") is None:
       gin.parse_config("DROPOUT_RATE = 0.0")
-      dropout = 0.0
-    model = query("MODEL/macro.value")
-    if model is None:
-      raise ValueError(f"The gin files {list(gin_files)} set no MODEL.")
-    lengths = query("TASK_FEATURE_LENGTHS/macro.value") or {}
-    submesh = query("partitioning.PjitPartitioner.model_parallel_submesh")
-    partitions = query("partitioning.PjitPartitioner.num_partitions")
-    if submesh:
-      partitions = math.prod(submesh)
-    microbatches = query("NUM_MICROBATCHES/macro.value")
-    settings = {
-        "batch_size": query("BATCH_SIZE/macro.value"),
-        "inputs_length": lengths.get("inputs"),
-        "targets_length": lengths.get("targets"),
-        "num_partitions": partitions,
-        "microbatches": microbatches,
-        "steps": query("TRAIN_STEPS/macro.value"),
-        "num_devices": query("NUM_DEVICES/macro.value"),
-    }
-    rules = query("partitioning.PjitPartitioner.logical_axis_rules")
-    if rules is None:
-      rules = partitioning.standard_logical_axis_rules()
+    yield
   finally:
     sys.modules["__main__"] = main_module
     gin.clear_config()
-  return GinRun(model, settings, tuple(rules), float(dropout))
+
+
+def settings() -> dict[str, Optional[int]]:
+  """`GinRun.settings` of the gin config now parsed (`parsed_gin`)."""
+  lengths = query("TASK_FEATURE_LENGTHS/macro.value") or {}
+  submesh = query("partitioning.PjitPartitioner.model_parallel_submesh")
+  partitions = query("partitioning.PjitPartitioner.num_partitions")
+  if submesh:
+    partitions = math.prod(submesh)
+  return {
+      "batch_size": query("BATCH_SIZE/macro.value"),
+      "inputs_length": lengths.get("inputs"),
+      "targets_length": lengths.get("targets"),
+      "num_partitions": partitions,
+      "microbatches": query("NUM_MICROBATCHES/macro.value"),
+      "steps": query("TRAIN_STEPS/macro.value"),
+      "num_devices": query("NUM_DEVICES/macro.value"),
+  }
+
+
+def load_gin(
+    gin_files: Sequence[str],
+    bindings: Sequence[str] = (),
+    search_paths: Sequence[str] = (),
+) -> GinRun:
+  """Parses gin files as `python -m t5x.train` does and builds the model.
+
+  As `parsed_gin` (the search path, `__main__`, `DROPOUT_RATE`); gin's
+  global config is cleared afterwards.
+
+  Args:
+    gin_files: e.g. `["gin/experiments/ankh3_large_pretrain.gin"]`.
+    bindings: `NAME = VALUE` strings, applied after the files.
+    search_paths: extra directories to look for the files in.
+
+  Returns:
+    The `GinRun`.
+  """
+  from t5x import partitioning  # pylint: disable=g-import-not-at-top
+
+  with parsed_gin(gin_files, bindings, search_paths):
+    model = query("MODEL/macro.value")
+    if model is None:
+      raise ValueError(f"The gin files {list(gin_files)} set no MODEL.")
+    rules = query("partitioning.PjitPartitioner.logical_axis_rules")
+    if rules is None:
+      rules = partitioning.standard_logical_axis_rules()
+    return GinRun(
+        model,
+        settings(),
+        tuple(rules),
+        float(query("DROPOUT_RATE/macro.value")),
+    )
 
 
 @functools.lru_cache(maxsize=4)

@@ -55,9 +55,9 @@ def test_topologies():
   assert (v4.devices, v4.hbm_bytes, v4.peak_flops) == (64, 32 * 2**30, 275e12)
   for name, topology in hardware.TOPOLOGIES.items():
     number = int(name.split("-")[1]) if "-" in name else None
-    if name.startswith("v4-"):
+    if name.startswith(("v4-", "v5p-")):
       assert topology.devices == number // 2  # Two TensorCores per chip.
-    elif name.startswith("v5e-"):
+    elif name.startswith(("v5e-", "v6e-")):
       assert topology.devices == number
     else:  # GPUs: NxMODEL.
       assert topology.devices == int(name.split("x")[0])

@@ -3,7 +3,7 @@
 # test tools, then T5X (with airio and jestimator) at the tested commits, all
 # at the tested versions (requirements/constraints.txt).
 #
-# usage: tools/setup.sh [--checkouts DIR [--editable]] [--hf] [--no-t5x] [--dry-run]
+# usage: tools/setup.sh [--checkouts DIR [--editable]] [--hf] [--libtpu] [--no-t5x] [--dry-run]
 #
 #   (no option)       T5X from git (github.com); where the git host cannot be
 #                     reached, says so and goes on without T5X: the tests
@@ -14,6 +14,10 @@
 #   --editable        with --checkouts: install those trees in place, editable
 #   --hf              also the `hf` extra (CPU PyTorch and transformers), for
 #                     the Hugging Face converter and its tests
+#   --libtpu          also libtpu (about 210 MB), for python -m
+#                     ankh3_tasks.compile_check and its tests, into the
+#                     environment's opt/libtpu: off the import path, so JAX
+#                     elsewhere never tries it
 #   --no-t5x          the package and its test tools only
 #   --dry-run         print the commands instead of running them
 set -euo pipefail
@@ -24,6 +28,7 @@ checkouts=""
 editable=""
 no_t5x=""
 extras="test"
+libtpu=""
 dry_run=""
 while [[ $# -gt 0 ]]; do
   case "$1" in
@@ -31,6 +36,7 @@ while [[ $# -gt 0 ]]; do
     --checkouts=*) checkouts="${1#*=}"; shift ;;
     --editable) editable=1; shift ;;
     --hf) extras="test,hf"; shift ;;
+    --libtpu) libtpu=1; shift ;;
     --no-t5x) no_t5x=1; shift ;;
     --dry-run) dry_run=1; shift ;;
     -h|--help) usage 0 ;;
@@ -64,6 +70,12 @@ run() {
 }
 
 run python -m pip install -c requirements/constraints.txt -e ".[$extras]"
+if [[ -n "$libtpu" ]]; then
+  # The build jax[tpu]==0.10.2 pins.
+  prefix="$(python -c 'import sys; print(sys.prefix)')"
+  run python -m pip install --no-deps --upgrade \
+    --target "$prefix/opt/libtpu" "libtpu==0.0.42.*"
+fi
 if [[ -n "$no_t5x" ]]; then
   exit 0
 fi
