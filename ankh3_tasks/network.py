@@ -43,6 +43,37 @@ class Ankh3Config(t5_network.T5Config):
 
   relative_attention_num_buckets: int = 64
   relative_attention_max_distance: int = 128
+  remat_policy: str = "none"
+
+
+# What a layer keeps from its forward pass for the backward pass
+# (`Ankh3Config.remat_policy`; gin's REMAT_POLICY). "none": everything, as
+# JAX's autodiff does; "full": only the layer's inputs, the rest recomputed;
+# "dots": the results of matrix multiplications; "dots_no_batch": those
+# without batch dimensions (the projections, not attention's score and value
+# products). jax.checkpoint_policies names the last two.
+REMAT_POLICIES = ("none", "full", "dots", "dots_no_batch")
+
+
+def _remat(layer: type[nn.Module], config: Ankh3Config, static_argnums):
+  """`layer`, or `nn.remat` of it under the config's policy.
+
+  `nn.remat` keeps the module's name and so its parameter paths: a
+  checkpoint trained under one policy restores under any other.
+  """
+  policy = config.remat_policy
+  if policy not in REMAT_POLICIES:
+    raise ValueError(
+        f"remat_policy {policy!r} is not one of {', '.join(REMAT_POLICIES)}."
+    )
+  if policy == "none":
+    return layer
+  saveable = {
+      "full": None,
+      "dots": jax.checkpoint_policies.checkpoint_dots,
+      "dots_no_batch": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+  }[policy]
+  return nn.remat(layer, policy=saveable, static_argnums=static_argnums)
 
 
 def _relative_position_biases(config: Ankh3Config) -> nn.Module:
@@ -87,8 +118,10 @@ class Encoder(nn.Module):
     relative_embedding = _relative_position_biases(cfg)
     x = self.shared_embedding(encoder_input_tokens.astype("int32"))
     x = _dropout(cfg)(x, deterministic=deterministic).astype(cfg.dtype)
+    # Static: `deterministic` (argument 3, `self` being 0).
+    layer = _remat(t5_network.EncoderLayer, cfg, static_argnums=(3,))
     for i in range(cfg.num_encoder_layers):
-      x = t5_network.EncoderLayer(
+      x = layer(
           config=cfg, relative_embedding=relative_embedding, name=f"layers_{i}"
       )(x, encoder_mask, deterministic)
     x = layers.LayerNorm(dtype=cfg.dtype, name="encoder_norm")(x)
@@ -123,17 +156,22 @@ class Decoder(nn.Module):
     relative_embedding = _relative_position_biases(cfg)
     y = self.shared_embedding(decoder_input_tokens.astype("int32"))
     y = _dropout(cfg)(y, deterministic=deterministic).astype(cfg.dtype)
+    # Decoding with a cache has no backward pass: no remat there. Static:
+    # `deterministic`, `decode`, `max_decode_length` (arguments 5 to 7).
+    layer = t5_network.DecoderLayer
+    if not decode:
+      layer = _remat(layer, cfg, static_argnums=(5, 6, 7))
     for i in range(cfg.num_decoder_layers):
-      y = t5_network.DecoderLayer(
+      y = layer(
           config=cfg, relative_embedding=relative_embedding, name=f"layers_{i}"
       )(
           y,
           encoded,
-          decoder_mask=decoder_mask,
-          encoder_decoder_mask=encoder_decoder_mask,
-          deterministic=deterministic,
-          decode=decode,
-          max_decode_length=max_decode_length,
+          decoder_mask,
+          encoder_decoder_mask,
+          deterministic,
+          decode,
+          max_decode_length,
       )
     y = layers.LayerNorm(dtype=cfg.dtype, name="decoder_norm")(y)
     y = _dropout(cfg)(y, deterministic=deterministic)

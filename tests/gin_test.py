@@ -28,6 +28,13 @@ EXPERIMENTS = {
     "tiny": (["gin/experiments/ankh3_tiny_sample.gin"], []),
     "large": (["gin/experiments/ankh3_large_pretrain.gin"], []),
     "xl": (["gin/experiments/ankh3_xl_pretrain.gin"], []),
+    "large_2d": (
+        [
+            "gin/experiments/ankh3_large_pretrain.gin",
+            "gin/partitioning/tpu_v4_128_data_parallel_2d.gin",
+        ],
+        [],
+    ),
     "large_gpu_8": (
         [
             "gin/models/ankh3_large.gin",
@@ -277,6 +284,7 @@ def test_32_buckets_would_miss_the_paper_by_1024(parse):
     [
         "large",
         "xl",
+        "large_2d",
         "large_gpu_8",
         "large_gpu_1",
         "large_gpu_nodes_8",
@@ -297,16 +305,21 @@ def test_batch_and_dimensions_divide_the_mesh(parse, name):
   expected = {
       "large": (64, 1),
       "xl": (32, 2),
+      "large_2d": (64, 1),
       "large_gpu_8": (8, 1),
       "large_gpu_1": (1, 1),
       "large_gpu_nodes_8": (16, 1),  # NUM_NODES = 2.
       "xl_gpu_nodes_8": (16, 1),
   }[name]
   assert (shape["data"], shape["model"]) == expected
-  if name.startswith("xl"):
+  rules = "partitioning.standard_logical_axis_rules"
+  if name.startswith("xl") or name == "large_2d":
     # XL's weights are also split over the data axis, as the planner advises.
-    rules = "partitioning.standard_logical_axis_rules"
     assert resolve(f"{rules}.parameter_partitioning_dims") == 2
+  elif name == "large":
+    # The paper's Large: each chip holds the whole model (T5X's default 1).
+    with pytest.raises(ValueError, match="no bound parameters"):
+      resolve(f"{rules}.parameter_partitioning_dims")
 
 
 def test_learning_rate_is_the_papers(parse):

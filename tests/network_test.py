@@ -94,3 +94,64 @@ def test_greedy_completion_runs_with_the_decoding_cache():
   assert ((tokens >= 0) & (tokens < 256)).all()
   # The same inputs give the same greedy output.
   assert (tokens[0] == tokens[1]).all()
+
+
+def test_remat_policies_keep_parameters_and_gradients():
+  # Every policy: the same parameter paths and initial values, and the same
+  # loss and gradients (to float rounding) with dropout on; only what the
+  # backward pass keeps differs.
+  import jax  # pylint: disable=g-import-not-at-top
+
+  from ankh3_tasks import network  # pylint: disable=g-import-not-at-top
+
+  settings = dict(SMALL_ANKH3, num_decoder_layers=2, dropout_rate=0.1)
+  rng = np.random.RandomState(0)
+  inputs = rng.randint(3, 250, (2, 20)).astype(np.int32)
+  targets = rng.randint(3, 250, (2, 10)).astype(np.int32)
+  decoder_inputs = np.concatenate(
+      [np.zeros((2, 1), np.int32), targets[:, :-1]], 1
+  )
+  args = (inputs, decoder_inputs, targets)
+  key = jax.random.PRNGKey(0)
+
+  def run(policy):
+    model = network.Transformer(
+        network.Ankh3Config(remat_policy=policy, **settings)
+    )
+    variables = model.init(key, *args, enable_dropout=False)
+
+    def loss(params):
+      logits = model.apply(
+          {"params": params},
+          *args,
+          enable_dropout=True,
+          rngs={"dropout": jax.random.PRNGKey(1)},
+      )
+      return jax.nn.log_softmax(logits).mean()
+
+    value, grads = jax.value_and_grad(loss)(variables["params"])
+    # What the backward pass keeps: the residuals of jax.vjp.
+    _, vjp = jax.vjp(loss, variables["params"])
+    residuals = sum(
+        x.size * x.dtype.itemsize
+        for x in jax.tree_util.tree_leaves(vjp)
+        if hasattr(x, "dtype")
+    )
+    return variables, value, grads, residuals
+
+  base_vars, base_value, base_grads, base_kept = run("none")
+  leaves = jax.tree_util.tree_leaves_with_path
+  for policy in network.REMAT_POLICIES[1:]:
+    variables, value, grads, kept = run(policy)
+    assert [p for p, _ in leaves(variables)] == [
+        p for p, _ in leaves(base_vars)
+    ], policy
+    for (_, x), (_, y) in zip(leaves(variables), leaves(base_vars)):
+      np.testing.assert_array_equal(x, y)
+    np.testing.assert_allclose(value, base_value, rtol=1e-6)
+    for (path, x), (_, y) in zip(leaves(grads), leaves(base_grads)):
+      np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-7, err_msg=str(path))
+    if policy == "full":
+      assert kept < base_kept, (kept, base_kept)
+  with pytest.raises(ValueError, match="remat_policy 'some'"):
+    run("some")
