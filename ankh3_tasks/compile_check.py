@@ -318,6 +318,11 @@ def compile_train_step(
       finally:
         trainer.close()
     cfg = model.module.config
+    rules = partitioner._logical_axis_rules  # pylint: disable=protected-access
+  estimate = _planner_estimate(
+      model, dict(shape), tuple(rules), tpu, rows, inputs, targets,
+      microbatches,
+  )
   usable = tpu.topology.usable_bytes
   if refusal is None:
     stats = compiled.memory_analysis()
@@ -354,9 +359,49 @@ def compile_train_step(
       "fits": refusal is None and memory["peak"] <= usable,
       "compiler_flops_per_chip": flops,
       "model_flops_per_chip": model_flops / len(devices),
+      # The step's FLOPs by the compiler (the loop body times the
+      # microbatches) over the planner's matmuls. The non-matmul ops add a
+      # few percent; more than the same run at more microbatches means the
+      # compiler recomputes activations to fit (its own rematerialisation).
+      "flops_ratio": (
+          None
+          if flops is None
+          else flops * microbatches * len(devices) / model_flops
+      ),
+      "planner_estimate": estimate,
       "lower_seconds": round(lowered_s, 1),
       "compile_seconds": round(compiled_s, 1),
   }
+
+
+def _planner_estimate(
+    model: Any,
+    shape: Mapping[str, int],
+    rules: Sequence[Any],
+    tpu: TpuSlice,
+    rows: int,
+    inputs: int,
+    targets: int,
+    microbatches: int,
+) -> Optional[int]:
+  """`python -m ankh3_tasks.plan`'s total bytes per device for the same run."""
+  from ankh3_tasks import plan  # pylint: disable=g-import-not-at-top
+
+  try:
+    result = plan.plan_run(
+        model.module.config,
+        plan.state_sizes(model, shape, rules),
+        tpu.topology,
+        batch_size=rows,
+        inputs_length=inputs,
+        targets_length=targets,
+        num_partitions=shape.get("model", 1),
+        microbatches=microbatches,
+        activation_shards=plan.activation_shards(shape, rules),
+    )
+  except ValueError:
+    return None
+  return result["memory"]["total"]
 
 
 def search_microbatches(
@@ -442,6 +487,10 @@ def format_result(result: Mapping[str, Any]) -> str:
         f"  {'FITS' if result['fits'] else 'DOES NOT FIT'} in "
         f"{_gib(result['usable'])} usable of {_gib(result['hbm'])}",
     ]
+  if result["planner_estimate"] is not None:
+    lines.append(
+        f"  (the planner's estimate: {_gib(result['planner_estimate'])})"
+    )
   flops = result["compiler_flops_per_chip"]
   model = result["model_flops_per_chip"]
   if flops is not None:
@@ -453,6 +502,11 @@ def format_result(result: Mapping[str, Any]) -> str:
       )
     lines.append(f"FLOPs per chip per step: compiler {flops:.3g}{note}")
   lines.append(f"FLOPs per chip per step: planner's model {model:.3g}")
+  if result["flops_ratio"] is not None:
+    lines.append(
+        f"compiler / model FLOPs per step: {result['flops_ratio']:.3f} "
+        "(docs/plan.md: when it means recomputation)"
+    )
   return "\n".join(lines)
 
 

@@ -30,7 +30,6 @@ tpu = c.tpu_slices()["v4-8"]
 gin = ["gin/experiments/ankh3_tiny_sample.gin"]
 results = {
     "first": c.compile_train_step(gin, [], tpu),
-    "again": c.compile_train_step(gin, [], tpu),
     "two": c.compile_train_step(gin, ["NUM_MICROBATCHES = 2"], tpu),
     "too_big": c.compile_train_step(gin, ["BATCH_SIZE = 65536"], tpu),
 }
@@ -127,14 +126,9 @@ def test_tiny_model_fits_a_v4_8(compiles):
   # The compiler counts every op; the planner's model counts the matmuls.
   ratio = result["compiler_flops_per_chip"] / result["model_flops_per_chip"]
   assert 0.9 < ratio < 1.3, ratio
-
-
-@pytest.mark.t5x
-@needs_libtpu
-def test_the_same_step_compiles_to_the_same_figures(compiles):
-  first, again = compiles["first"], compiles["again"]
-  assert first["memory"] == again["memory"]
-  assert first["compiler_flops_per_chip"] == again["compiler_flops_per_chip"]
+  assert result["flops_ratio"] == pytest.approx(ratio)
+  # The planner's estimate of the same run, beside the compiler's figure.
+  assert result["planner_estimate"] > memory["arguments"]
 
 
 @pytest.mark.t5x
@@ -147,6 +141,7 @@ def test_microbatches_are_the_gins(compiles):
   ratio = two["compiler_flops_per_chip"] / one["compiler_flops_per_chip"]
   assert ratio == pytest.approx(0.5, rel=0.05)
   assert two["model_flops_per_chip"] == one["model_flops_per_chip"]
+  assert two["flops_ratio"] == pytest.approx(one["flops_ratio"], rel=0.05)
 
 
 @pytest.mark.t5x
@@ -166,7 +161,7 @@ def test_a_batch_too_large_does_not_fit_and_says_why(compiles):
 
 @pytest.mark.t5x
 @needs_libtpu
-def test_search_finds_the_fewest_microbatches_that_fit(compiles):
+def test_search_finds_the_fewest_that_fit_and_compiles_repeat(compiles):
   one = compiles["first"]["memory"]["peak"]
   two = compiles["two"]["memory"]["peak"]
   assert two < one
@@ -185,4 +180,7 @@ def test_search_finds_the_fewest_microbatches_that_fit(compiles):
   found = json.loads(run.stdout)
   assert found["fewest"] == 2
   assert [r["microbatches"] for r in found["tried"]] == [1, 2]
-  assert [r["memory"]["peak"] for r in found["tried"]] == [one, two]
+  # Compiled again in another process: the same figures to the byte.
+  for tried, before in zip(found["tried"], (compiles["first"], compiles["two"])):
+    assert tried["memory"] == before["memory"]
+    assert tried["compiler_flops_per_chip"] == before["compiler_flops_per_chip"]

@@ -1,0 +1,133 @@
+"""A mistyped gin macro on T5X's command line is an error (needs gin).
+
+`python -m t5x.train --gin.TRAIN_STEP=10` binds a macro `TRAIN_STEP` that no
+gin file reads: T5X trains the full `TRAIN_STEPS` and exits 0. The run
+files of this package (`gin/runs/*.gin`) import this module, which registers
+a gin finalize hook: when T5X finalizes the config, every macro bound on the
+command line (`--gin.NAME=...` or `--gin_bindings='NAME = ...'`) must be
+read by some binding (`%NAME`) or by the package's code (`READ_BY_CODE`), or
+set by a gin file of the run; otherwise
+the run stops before it starts:
+
+  ValueError: --gin.TRAIN_STEP: no gin file of this run reads the macro
+  TRAIN_STEP; did you mean TRAIN_STEPS?
+
+Bindings of a configurable's parameter (`--gin.utils.SaveCheckpointConfig.
+period=...`) are gin's to check, as before. Processes that do not finalize
+(the package's own tools) and gin outside T5X's command line are left alone.
+"""
+
+import difflib
+import os
+import re
+from typing import Any, Optional
+
+import gin
+
+_MACRO = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*=")
+# Macros the package's code reads with `gin.query_parameter`, not through a
+# binding: `sources.data_dir` (ANKH3_DATA_DIR).
+READ_BY_CODE = frozenset({"ANKH3_DATA_DIR"})
+
+
+def _command_line_bindings() -> list[str]:
+  """The `NAME = VALUE` bindings of T5X's command line; [] elsewhere."""
+  from absl import flags  # pylint: disable=g-import-not-at-top
+
+  if "gin_bindings" not in flags.FLAGS or not flags.FLAGS.is_parsed():
+    return []
+  return list(flags.FLAGS.gin_bindings or [])
+
+
+def _gin_files() -> list[str]:
+  from absl import flags  # pylint: disable=g-import-not-at-top
+
+  if "gin_file" not in flags.FLAGS or not flags.FLAGS.is_parsed():
+    return []
+  return list(flags.FLAGS.gin_file or [])
+
+
+def _read(path: str) -> Optional[str]:
+  """A gin file's text, found as gin finds it (its search path, readers)."""
+  # pylint: disable=protected-access
+  prefixes = gin.config._LOCATION_PREFIXES if not os.path.isabs(path) else [""]
+  for prefix in prefixes:
+    candidate = os.path.join(prefix, path)
+    for reader, exists in gin.config._FILE_READERS:
+      if exists(candidate):
+        with reader(candidate) as f:
+          return f.read()
+  # pylint: enable=protected-access
+  return None
+
+
+def _set_in_files(name: str, paths: list[str]) -> bool:
+  """Whether one of the files, or a file they include, sets macro `name`."""
+  pattern = re.compile(rf"^{re.escape(name)}\s*=", re.MULTILINE)
+  seen = set()
+  pending = list(paths)
+  while pending:
+    path = pending.pop()
+    if path in seen:
+      continue
+    seen.add(path)
+    text = _read(path)
+    if text is None:
+      continue
+    if pattern.search(text):
+      return True
+    pending.extend(
+        re.findall(r"^include\s+['\"]([^'\"]+)['\"]", text, re.MULTILINE)
+    )
+  return False
+
+
+def unused_macros(
+    config: Any, bindings: list[str], gin_files: list[str]
+) -> list[tuple[str, Optional[str]]]:
+  """Macros the bindings set that no binding reads and no file sets.
+
+  Args:
+    config: gin's config (what a finalize hook gets).
+    bindings: `NAME = VALUE` strings from the command line.
+    gin_files: the run's gin files.
+
+  Returns:
+    (macro, the closest macro the run knows or None), in binding order.
+  """
+  read = set()
+  known = set()
+  for (scope, selector), _ in config.items():
+    if selector == "gin.macro":
+      known.add(scope)
+  for reference in gin.config.iterate_references(config):
+    name, _, selector = reference.scoped_selector.rpartition("/")
+    if selector == "gin.macro":
+      read.add(name)
+  unused = []
+  for binding in bindings:
+    found = _MACRO.match(binding)
+    if found is None:
+      continue
+    name = found.group(1)
+    if name in read or name in READ_BY_CODE or _set_in_files(name, gin_files):
+      continue
+    close = difflib.get_close_matches(name, sorted((read | known) - {name}), 1)
+    unused.append((name, close[0] if close else None))
+  return unused
+
+
+@gin.config.register_finalize_hook
+def check_command_line_macros(config: Any) -> None:
+  """gin finalize hook: refuse a command-line macro nothing reads."""
+  unused = unused_macros(config, _command_line_bindings(), _gin_files())
+  if not unused:
+    return None
+  lines = []
+  for name, close in unused:
+    hint = f"; did you mean {close}?" if close else ""
+    lines.append(
+        f"--gin.{name}: no gin file of this run reads the macro {name}{hint}"
+    )
+  raise ValueError("\n".join(lines))
+
