@@ -10,7 +10,7 @@ and for T5X's older TensorStore format, which `t5x.checkpoints` reads.
 
 from collections.abc import Sequence
 import os
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 import tensorflow as tf
@@ -47,6 +47,21 @@ def load_params(checkpoint_dir: str) -> dict[str, Any]:
         "checkpoint_N/state (Orbax) or checkpoint_N/checkpoint."
     )
   return jax.tree_util.tree_map(np.asarray, params)
+
+
+def param_shapes(checkpoint_dir: str) -> Optional[dict[str, Any]]:
+  """The parameter tree of an Orbax `checkpoint_N`, as metadata (`.shape`).
+
+  Reads only the checkpoint's metadata, however large the model. None for a
+  directory without Orbax metadata (T5X's older format, or none at all).
+  """
+  state_dir = os.path.join(checkpoint_dir, "state")
+  if not tf.io.gfile.exists(os.path.join(state_dir, "_METADATA")):
+    return None
+  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+
+  tree = ocp.PyTreeCheckpointer().metadata(state_dir).item_metadata.tree
+  return tree["target"]
 
 
 def params_config(

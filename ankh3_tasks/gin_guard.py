@@ -1,20 +1,31 @@
-"""A mistyped gin macro on T5X's command line is an error (needs gin).
+"""Mistakes on T5X's command line stop the run before it starts (needs gin).
 
-`python -m t5x.train --gin.TRAIN_STEP=10` binds a macro `TRAIN_STEP` that no
-gin file reads: T5X trains the full `TRAIN_STEPS` and exits 0. The run
-files of this package (`gin/runs/*.gin`) import this module, which registers
-a gin finalize hook: when T5X finalizes the config, every macro bound on the
-command line (`--gin.NAME=...` or `--gin_bindings='NAME = ...'`) must be
-read by some binding (`%NAME`) or by the package's code (`READ_BY_CODE`), or
-set by a gin file of the run; otherwise
-the run stops before it starts:
+The run files of this package (`gin/runs/*.gin`) import this module, which
+registers two gin finalize hooks; they run when T5X finalizes the config,
+before anything is built or restored.
+
+A mistyped macro: `python -m t5x.train --gin.TRAIN_STEP=10` binds a macro no
+gin file reads, and T5X alone trains the full `TRAIN_STEPS` and exits 0.
+Every macro bound on the command line (`--gin.NAME=...` or
+`--gin_bindings='NAME = ...'`) must be read by some binding (`%NAME`) or by
+the package's code (`READ_BY_CODE`), or be set by a gin file of the run:
 
   ValueError: --gin.TRAIN_STEP: no gin file of this run reads the macro
   TRAIN_STEP; did you mean TRAIN_STEPS?
 
+A checkpoint of another model size: `t5x.infer` or `t5x.eval` with a Large
+gin file and a tiny checkpoint logs hundreds of "Not restoring param"
+warnings and ends in a pytree structure error. The checkpoint named by
+`CHECKPOINT_PATH` (or `INITIAL_CHECKPOINT_PATH`) is compared with the gin
+model first, from the checkpoint's metadata, as the package's own tools do:
+
+  ValueError: CHECKPOINT_PATH .../checkpoint_300: Config mismatch in
+  emb_dim: the gin model has 1536, the checkpoint has 128.
+
 Bindings of a configurable's parameter (`--gin.utils.SaveCheckpointConfig.
 period=...`) are gin's to check, as before. Processes that do not finalize
-(the package's own tools) and gin outside T5X's command line are left alone.
+(the package's own tools) are left alone, and so is gin outside T5X's
+command line (no absl `--gin_bindings` flag).
 """
 
 import difflib
@@ -131,3 +142,34 @@ def check_command_line_macros(config: Any) -> None:
     )
   raise ValueError("\n".join(lines))
 
+
+
+def _macro_value(config: Any, name: str) -> Any:
+  return config.get((name, "gin.macro"), {}).get("value")
+
+
+@gin.config.register_finalize_hook
+def check_checkpoint_matches_model(config: Any) -> None:
+  """gin finalize hook: a checkpoint to restore has the gin model's shapes."""
+  from ankh3_tasks import checkpoints  # pylint: disable=g-import-not-at-top
+
+  for name in ("CHECKPOINT_PATH", "INITIAL_CHECKPOINT_PATH"):
+    path = _macro_value(config, name)
+    if not isinstance(path, str) or not path:
+      continue
+    shapes = checkpoints.param_shapes(path)
+    if shapes is None:
+      continue  # Not an Orbax checkpoint_N: T5X says what it finds there.
+    try:
+      model = gin.query_parameter("network.Transformer.config")
+    except ValueError:
+      return None
+    expected = model.scoped_configurable_fn()
+    found = checkpoints.params_config(
+        shapes, expected.relative_attention_max_distance
+    )
+    try:
+      checkpoints.check_config(expected, found)
+    except ValueError as e:
+      raise ValueError(f"{name} {path}: {e}") from None
+  return None

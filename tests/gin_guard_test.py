@@ -68,3 +68,60 @@ def test_t5x_train_stops_on_a_mistyped_macro(tmp_path):
       " did you mean TRAIN_STEPS?"
   ) in run.stderr
   assert not model_dir.exists()  # Stopped before T5X wrote anything.
+
+
+COMPLETE = "gin/experiments/ankh3_tiny_complete.gin"
+
+
+def test_a_checkpoint_of_another_size_is_refused_in_one_line(tiny_checkpoint):
+  import gin  # pylint: disable=g-import-not-at-top
+
+  from ankh3_tasks import gin_guard  # pylint: disable=g-import-not-at-top
+  from ankh3_tasks import t5x_adapter  # pylint: disable=g-import-not-at-top
+
+  path = f'CHECKPOINT_PATH = "{tiny_checkpoint}"'
+  with t5x_adapter.parsed_gin([COMPLETE], [path]):
+    # pylint: disable-next=protected-access
+    gin_guard.check_checkpoint_matches_model(gin.config._CONFIG)
+  for binding, field in (
+      ("network.Ankh3Config.emb_dim = 1536", "emb_dim"),
+      ("network.Ankh3Config.num_decoder_layers = 24", "num_decoder_layers"),
+  ):
+    with t5x_adapter.parsed_gin([COMPLETE], [path, binding]):
+      with pytest.raises(ValueError) as raised:
+        # pylint: disable-next=protected-access
+        gin_guard.check_checkpoint_matches_model(gin.config._CONFIG)
+    message = str(raised.value)
+    assert message.startswith(f"CHECKPOINT_PATH {tiny_checkpoint}: ")
+    assert f"Config mismatch in {field}" in message
+    assert "\n" not in message
+
+
+def test_t5x_infer_stops_on_a_checkpoint_of_another_size(
+    tiny_checkpoint, tmp_path
+):
+  out = tmp_path / "predictions"
+  run = subprocess.run(
+      [
+          sys.executable,
+          "-m",
+          "t5x.infer",
+          f"--gin_file={COMPLETE}",
+          "--gin.network.Ankh3Config.emb_dim=1536",
+          f'--gin.CHECKPOINT_PATH="{tiny_checkpoint}"',
+          f'--gin.INFER_OUTPUT_DIR="{out}"',
+          '--gin.INPUT_FASTA="examples/proteins.fasta"',
+      ],
+      cwd=REPO,
+      capture_output=True,
+      text=True,
+      timeout=300,
+  )
+  assert run.returncode != 0
+  last = run.stderr.strip().splitlines()[-1]
+  assert last == (
+      f"ValueError: CHECKPOINT_PATH {tiny_checkpoint}: Config mismatch in "
+      "emb_dim: the gin model has 1536, the checkpoint has 128."
+  )
+  assert "Not restoring param" not in run.stderr
+  assert not out.exists()
