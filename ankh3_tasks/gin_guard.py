@@ -1,7 +1,7 @@
 """Mistakes on T5X's command line stop the run before it starts (needs gin).
 
 The run files of this package (`gin/runs/*.gin`) import this module, which
-registers two gin finalize hooks; they run when T5X finalizes the config,
+registers three gin finalize hooks; they run when T5X finalizes the config,
 before anything is built or restored.
 
 A mistyped macro: `python -m t5x.train --gin.TRAIN_STEP=10` binds a macro no
@@ -21,6 +21,12 @@ model first, from the checkpoint's metadata, as the package's own tools do:
 
   ValueError: CHECKPOINT_PATH .../checkpoint_300: Config mismatch in
   emb_dim: the gin model has 1536, the checkpoint has 128.
+
+A finished inference in the output directory: `t5x.infer` into an
+`INFER_OUTPUT_DIR` that holds finished predictions (`*.COMPLETED`) skips
+inference, keeps the old predictions and rewrites `config.gin`, exit 0. The
+run stops instead, naming the files. An unfinished one (T5X's `tmp-*` chunks)
+is T5X's to resume.
 
 Bindings of a configurable's parameter (`--gin.utils.SaveCheckpointConfig.
 period=...`) are gin's to check, as before. Processes that do not finalize
@@ -172,4 +178,26 @@ def check_checkpoint_matches_model(config: Any) -> None:
       checkpoints.check_config(expected, found)
     except ValueError as e:
       raise ValueError(f"{name} {path}: {e}") from None
+  return None
+
+
+@gin.config.register_finalize_hook
+def check_infer_output_dir(config: Any) -> None:
+  """gin finalize hook: t5x.infer does not silently keep old predictions."""
+  directory = _macro_value(config, "INFER_OUTPUT_DIR")
+  if not isinstance(directory, str) or not directory:
+    return None
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
+  finished = sorted(
+      os.path.basename(p)[: -len(".COMPLETED")]
+      for p in tf.io.gfile.glob(os.path.join(directory, "*.COMPLETED"))
+  )
+  if finished:
+    raise ValueError(
+        f"INFER_OUTPUT_DIR {directory} already holds finished predictions "
+        f"({', '.join(finished)}): t5x.infer would keep them as they are, "
+        "whatever this run's settings. Remove them or choose another "
+        "INFER_OUTPUT_DIR."
+    )
   return None

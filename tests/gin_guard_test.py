@@ -125,3 +125,30 @@ def test_t5x_infer_stops_on_a_checkpoint_of_another_size(
   )
   assert "Not restoring param" not in run.stderr
   assert not out.exists()
+
+
+def test_finished_predictions_in_the_output_dir_are_refused(tmp_path):
+  import gin  # pylint: disable=g-import-not-at-top
+
+  from ankh3_tasks import gin_guard  # pylint: disable=g-import-not-at-top
+  from ankh3_tasks import t5x_adapter  # pylint: disable=g-import-not-at-top
+
+  out = tmp_path / "predictions"
+  bindings = [f'INFER_OUTPUT_DIR = "{out}"']
+  name = "ankh3_complete-predict.jsonl-00000-of-00001"
+
+  def check():
+    with t5x_adapter.parsed_gin([COMPLETE], bindings):
+      # pylint: disable-next=protected-access
+      gin_guard.check_infer_output_dir(gin.config._CONFIG)
+
+  check()  # Not there yet.
+  out.mkdir()
+  (out / "config.gin").write_text("")
+  (out / "tmp-ankh3_complete-00000-of-00001").mkdir()  # T5X resumes these.
+  check()
+  (out / name).write_text("{}\n")
+  (out / f"{name}.COMPLETED").write_text("")
+  with pytest.raises(ValueError, match=f"already holds finished predictions "
+                     f"\\({name}\\)"):
+    check()
