@@ -58,10 +58,15 @@ def param_shapes(checkpoint_dir: str) -> Optional[dict[str, Any]]:
   state_dir = os.path.join(checkpoint_dir, "state")
   if not tf.io.gfile.exists(os.path.join(state_dir, "_METADATA")):
     return None
-  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+  # pylint: disable=g-import-not-at-top
+  from etils import epath
+  import orbax.checkpoint as ocp
 
-  tree = ocp.PyTreeCheckpointer().metadata(state_dir).item_metadata.tree
-  return tree["target"]
+  # pylint: enable=g-import-not-at-top
+  # The handler reads the tree's metadata alone (the checkpointer would also
+  # look for, and warn about, a step metadata file T5X does not write).
+  metadata = ocp.PyTreeCheckpointHandler().metadata(epath.Path(state_dir))
+  return metadata.tree["target"]
 
 
 def params_config(

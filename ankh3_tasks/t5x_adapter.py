@@ -104,14 +104,16 @@ def parsed_gin(
     gin_files: Sequence[str],
     bindings: Sequence[str] = (),
     search_paths: Sequence[str] = (),
+    script: str = "train",
 ) -> Iterator[None]:
   """Gin's global config as `python -m t5x.train` parses it, for a while.
 
   The search path is `search_paths`, this package's gin tree and T5X's
   (for `t5x/configs/...`), after the current directory; each is added to
   gin's process-wide search path once. The run files
-  `import __main__ as train_script`: `t5x.train` stands in for `__main__`
-  while they are parsed and inside the block. Nothing is finalised, so
+  `import __main__ as train_script`: `t5x.train` (`t5x.infer`, `t5x.eval`
+  for `script`) stands in for `__main__` while they are parsed and inside
+  the block. Nothing is finalised, so
   `MODEL_DIR` and the like may stay unset; a model file alone gets
   `DROPOUT_RATE = 0.0`. Gin's global config is cleared afterwards.
 
@@ -119,16 +121,18 @@ def parsed_gin(
     gin_files: e.g. `["gin/experiments/ankh3_large_pretrain.gin"]`.
     bindings: `NAME = VALUE` strings, applied after the files.
     search_paths: extra directories to look for the files in.
+    script: "train", "infer" or "eval": the T5X script the files are for.
 
   Yields:
     Nothing: `query` and gin's own calls read the config inside the block.
   """
+  import importlib  # pylint: disable=g-import-not-at-top
+
   import gin  # pylint: disable=g-import-not-at-top
   import t5x  # pylint: disable=g-import-not-at-top
-  from t5x import train as train_script  # pylint: disable=g-import-not-at-top
 
   main_module = sys.modules["__main__"]
-  sys.modules["__main__"] = train_script
+  sys.modules["__main__"] = importlib.import_module(f"t5x.{script}")
   try:
     gin.clear_config()
     for path in (

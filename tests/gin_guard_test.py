@@ -80,14 +80,14 @@ def test_a_checkpoint_of_another_size_is_refused_in_one_line(tiny_checkpoint):
   from ankh3_tasks import t5x_adapter  # pylint: disable=g-import-not-at-top
 
   path = f'CHECKPOINT_PATH = "{tiny_checkpoint}"'
-  with t5x_adapter.parsed_gin([COMPLETE], [path]):
+  with t5x_adapter.parsed_gin([COMPLETE], [path], script="infer"):
     # pylint: disable-next=protected-access
     gin_guard.check_checkpoint_matches_model(gin.config._CONFIG)
   for binding, field in (
       ("network.Ankh3Config.emb_dim = 1536", "emb_dim"),
       ("network.Ankh3Config.num_decoder_layers = 24", "num_decoder_layers"),
   ):
-    with t5x_adapter.parsed_gin([COMPLETE], [path, binding]):
+    with t5x_adapter.parsed_gin([COMPLETE], [path, binding], script="infer"):
       with pytest.raises(ValueError) as raised:
         # pylint: disable-next=protected-access
         gin_guard.check_checkpoint_matches_model(gin.config._CONFIG)
@@ -138,7 +138,7 @@ def test_finished_predictions_in_the_output_dir_are_refused(tmp_path):
   name = "ankh3_complete-predict.jsonl-00000-of-00001"
 
   def check():
-    with t5x_adapter.parsed_gin([COMPLETE], bindings):
+    with t5x_adapter.parsed_gin([COMPLETE], bindings, script="infer"):
       # pylint: disable-next=protected-access
       gin_guard.check_infer_output_dir(gin.config._CONFIG)
 
