@@ -33,9 +33,20 @@ def load_params(checkpoint_dir: str) -> dict[str, Any]:
 
   state_dir = os.path.join(checkpoint_dir, "state")
   if tf.io.gfile.exists(os.path.join(state_dir, "_METADATA")):
-    import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+    # pylint: disable=g-import-not-at-top
+    from etils import epath
+    import orbax.checkpoint as ocp
 
-    state = ocp.PyTreeCheckpointer().restore(state_dir)
+    # pylint: enable=g-import-not-at-top
+    # Restored as numpy arrays: no devices, no sharding to infer (Orbax
+    # warns once per array when it must read the sharding from the files).
+    tree = ocp.PyTreeCheckpointHandler().metadata(epath.Path(state_dir)).tree
+    as_numpy = jax.tree_util.tree_map(
+        lambda _: ocp.RestoreArgs(restore_type=np.ndarray), tree
+    )
+    state = ocp.PyTreeCheckpointer().restore(
+        state_dir, args=ocp.args.PyTreeRestore(restore_args=as_numpy)
+    )
     params = state["target"]
   elif tf.io.gfile.exists(os.path.join(checkpoint_dir, "checkpoint")):
     from t5x import checkpoints  # pylint: disable=g-import-not-at-top

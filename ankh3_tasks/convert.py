@@ -206,7 +206,8 @@ def t5x_to_hf(
   )
   model = cls(hf_config(config, encoder_only))
   state = {
-      k: torch.from_numpy(np.ascontiguousarray(v))
+      # A copy: the restored arrays are read-only, which torch warns about.
+      k: torch.from_numpy(np.array(v, order="C", copy=True))
       for k, v in t5x_state_dict(params, config, encoder_only).items()
   }
   own = model.state_dict()

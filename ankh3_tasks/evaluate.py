@@ -84,7 +84,10 @@ def read_training_eval(eval_dir: str) -> dict[tuple[str, int], dict]:
   for task_dir in tf.io.gfile.glob(os.path.join(eval_dir, TRAINING_EVAL, "*")):
     task = os.path.basename(task_dir)
     for path in sorted(tf.io.gfile.glob(os.path.join(task_dir, "events.*"))):
-      for event in tf.compat.v1.train.summary_iterator(path):
+      # Event records read directly: tf.compat.v1.train.summary_iterator
+      # logs a deprecation warning on every call.
+      for record in tf.data.TFRecordDataset(path).as_numpy_iterator():
+        event = tf.compat.v1.Event.FromString(record)
         for value in event.summary.value:
           if value.tag not in TRAINING_METRICS:
             continue

@@ -3,6 +3,7 @@
 
 import json
 import os
+import subprocess
 import sys
 
 import pytest
@@ -70,6 +71,19 @@ def test_table_joins_both_evaluators_by_task_and_step(tmp_path, capsys):
   table = capsys.readouterr().out
   assert "| t_denoise_15 | 200 | 0.5000 | 1.2500 | - | 1.2000 |" in table
   assert json.loads(out.read_text()) == rows
+
+  # As a user runs it, in a process of its own: nothing but the table (no
+  # TensorFlow deprecation notice for reading the event files).
+  run = subprocess.run(
+      [sys.executable, "-m", "ankh3_tasks.evaluate", str(tmp_path)],
+      cwd=REPO,
+      capture_output=True,
+      text=True,
+      timeout=120,
+  )
+  assert run.returncode == 0, run.stderr[-3000:]
+  assert "| t_denoise_15 | 200 |" in run.stdout
+  assert "deprecat" not in run.stderr.lower(), run.stderr[-3000:]
 
 
 def test_empty_or_bad_directories_say_what_is_missing(tmp_path, capsys):

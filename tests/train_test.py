@@ -8,7 +8,9 @@ sees exactly the data of an uninterrupted one is tests/resume_test.py's.
 
 import glob
 import os
+import warnings
 
+import numpy as np
 import pytest
 
 from conftest import REPO
@@ -51,7 +53,15 @@ def test_checkpoint_params_can_be_read_back(default_run):
 
   model_dir, _ = default_run
   early = checkpoints.load_params(str(model_dir / "checkpoint_100"))
-  late = checkpoints.load_params(str(model_dir / "checkpoint_300"))
+  with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    late = checkpoints.load_params(str(model_dir / "checkpoint_300"))
+  # Restored as numpy arrays, quietly (Orbax warned once per array when it
+  # had to read the sharding from the files).
+  assert [
+      str(w.message) for w in caught if issubclass(w.category, UserWarning)
+  ] == []
+  assert isinstance(late["token_embedder"]["embedding"], np.ndarray)
   assert sorted(late) == ["decoder", "encoder", "token_embedder"]
   assert late["token_embedder"]["embedding"].shape == (256, 128)
   assert late["encoder"]["relpos_bias"]["rel_embedding"].shape == (4, 64)
