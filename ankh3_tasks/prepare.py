@@ -52,6 +52,7 @@ import tqdm
 
 from ankh3_tasks import cli
 from ankh3_tasks import prepared
+from ankh3_tasks import progress as progress_lib
 from ankh3_tasks import sources
 from ankh3_tasks import vocabularies
 
@@ -194,21 +195,6 @@ def assign(record_id: str, settings: Settings) -> tuple[str, int, bytes]:
 # ----------------------------------------------------------------- progress
 
 
-class _Lines:
-  """A stream for tqdm in a log: each redraw becomes one line, no carriage returns."""
-
-  def __init__(self, stream):
-    self._stream = stream
-
-  def write(self, text: str) -> None:
-    text = text.replace("\r", "").strip()
-    if text:
-      self._stream.write(text + "\n")
-
-  def flush(self) -> None:
-    self._stream.flush()
-
-
 class ProgressBar(tqdm.tqdm):
   """A tqdm bar on stderr for one pass: records, their rate, bytes and ETA.
 
@@ -218,7 +204,6 @@ class ProgressBar(tqdm.tqdm):
   """
 
   def __init__(self, what: str, total_bytes: int = 0, enabled: bool = True):
-    tty = sys.stderr.isatty()
     if total_bytes:
       layout = (
           "{desc}, {percentage:.0f}% of {total_fmt}B, ETA {remaining},"
@@ -232,9 +217,8 @@ class ProgressBar(tqdm.tqdm):
         unit="B",
         unit_scale=True,
         bar_format=layout,
-        file=sys.stderr if tty else _Lines(sys.stderr),
-        mininterval=0.5 if tty else 30,
         disable=not enabled,
+        **progress_lib.bar_options(),
     )
     self.what = what
 

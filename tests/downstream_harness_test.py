@@ -309,3 +309,28 @@ def test_cli_embeds_with_a_checkpoint_first(bench, tiny_checkpoint, tmp_path):
   key = f"per_residue/{nlu['keys'][0]}"
   assert nlu[key].shape == s2s[key].shape
   assert not np.allclose(nlu[key], s2s[key])
+
+
+@pytest.mark.t5x
+@pytest.mark.slow
+def test_a_failed_first_step_leaves_no_output_dir(bench, tiny_checkpoint, tmp_path):
+  out = tmp_path / "out"
+  flags = [
+      "--tasks=ssp3",
+      f"--data_dir={bench}",
+      f"--checkpoint={tiny_checkpoint}",
+      # A Large gin file for the tiny checkpoint: embedding fails at once.
+      f"--gin_file={os.path.join(REPO, 'gin/models/ankh3_large.gin')}",
+      f"--output_dir={out}",
+      "--seeds=7",
+      "--no_progress",
+  ]
+  with pytest.raises(ValueError, match="Config mismatch in emb_dim"):
+    cli.main(flags)
+  assert not out.exists()
+  # A directory the user made is left, with what was in it.
+  out.mkdir()
+  (out / "mine.txt").write_text("kept")
+  with pytest.raises(ValueError, match="Config mismatch"):
+    cli.main(flags)
+  assert (out / "mine.txt").read_text() == "kept"

@@ -243,3 +243,19 @@ def test_confident_contacts_keep_their_order():
       np.argsort(-probabilities[i, j], kind="stable")
       == np.argsort(-logits[i, j], kind="stable")
   ).all()
+
+
+def test_progress_in_a_log_is_whole_lines(capsys):
+  # capsys's stderr is not a terminal, as a redirected log is not.
+  train.fit(
+      "residue",
+      3,
+      _residue_data(0, 48),
+      _residue_data(1, 16),
+      metric_fn=_accuracy,
+      train_config=train.TrainConfig(epochs=2, warmup_steps=1),
+      progress=True,
+  )
+  captured = capsys.readouterr()
+  assert "\r" not in captured.err
+  assert "epoch 2/2: train loss" in captured.out

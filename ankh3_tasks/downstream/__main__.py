@@ -244,7 +244,23 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   if not args.seeds:
     raise ValueError("--seeds is empty; the paper's are 7,0,42.")
 
+  created = not tf.io.gfile.exists(args.output_dir)
   os.makedirs(args.output_dir, exist_ok=True)
+  try:
+    return _benchmark(args, names)
+  except BaseException:
+    # A run that fails before its first result (a wrong gin file for the
+    # checkpoint, say) leaves no half-filled directory of its own making;
+    # once a result is written, it stays.
+    if created and not tf.io.gfile.exists(
+        os.path.join(args.output_dir, "results.json")
+    ):
+      tf.io.gfile.rmtree(args.output_dir)
+    raise
+
+
+def _benchmark(args: argparse.Namespace, names: Sequence[str]) -> int:
+  """Embeds if asked, trains and evaluates every task, writes the results."""
   head_config = convbert.HeadConfig(
       num_layers=args.num_layers,
       num_heads=args.num_heads,

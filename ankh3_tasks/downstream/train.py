@@ -58,6 +58,7 @@ import numpy as np
 import optax
 import tqdm
 
+from ankh3_tasks import progress as progress_lib
 from ankh3_tasks.downstream import convbert
 from ankh3_tasks.downstream import kinds
 
@@ -465,6 +466,7 @@ def fit(
         unit="batch",
         disable=not progress,
         leave=False,
+        **progress_lib.bar_options(),
     )
     for start in range(0, len(batches), cfg.grad_accumulation):
       window = batches[start : start + cfg.grad_accumulation]
