@@ -40,6 +40,14 @@ from ankh3_tasks import cli
 from ankh3_tasks import network
 from ankh3_tasks import vocabularies
 
+# A CUDA build of PyTorch brings triton, and TensorFlow and triton in one
+# process die together with signal 11 (`python -c "import tensorflow; import
+# triton"`); torch and transformers import triton where it is installed. The
+# converter needs neither triton nor torch.compile, so it keeps triton out of
+# the process (an import of it fails, and torch goes on without it), unless
+# something imported it already.
+sys.modules.setdefault("triton", None)
+
 Params = dict[str, Any]
 
 # T5X layer name -> HF sub-layer index and module, per stack.

@@ -8,6 +8,8 @@ sees exactly the data of an uninterrupted one is tests/resume_test.py's.
 
 import glob
 import os
+import subprocess
+import sys
 import warnings
 
 import numpy as np
@@ -117,6 +119,43 @@ def test_trained_checkpoint_converts_to_hugging_face(default_run, tmp_path):
         decoder_input_ids=torch.tensor(decoder_inputs, dtype=torch.long),
     ).logits.numpy()
   np.testing.assert_allclose(got, np.asarray(expected), atol=1e-4)
+
+
+def test_converter_survives_a_triton_that_would_crash_it(
+    default_run, tmp_path
+):
+  # A CUDA build of torch brings triton; TensorFlow and triton in one process
+  # die with signal 11. A stand-in triton that kills its process on import:
+  # the converter's process must never import it.
+  pytest.importorskip("torch")
+  fake = tmp_path / "site" / "triton"
+  fake.mkdir(parents=True)
+  (fake / "__init__.py").write_text("import os\nos._exit(139)\n")
+  out = tmp_path / "hf"
+  env = dict(os.environ, PYTHONPATH=str(tmp_path / "site"))
+  run = subprocess.run(
+      [
+          sys.executable,
+          "-m",
+          "ankh3_tasks.convert",
+          "t5x-to-hf",
+          f"--checkpoint={default_run[0] / 'checkpoint_300'}",
+          "--gin_file=gin/models/ankh3_tiny.gin",
+          f"--output={out}",
+      ],
+      cwd=REPO,
+      env=env,
+      capture_output=True,
+      text=True,
+      timeout=300,
+  )
+  assert run.returncode == 0, (run.returncode, run.stderr[-3000:])
+  assert (out / "model.safetensors").exists()
+  # The stand-in does kill a process that imports it.
+  probe = subprocess.run(
+      [sys.executable, "-c", "import triton"], env=env, timeout=60
+  )
+  assert probe.returncode == 139
 
 
 def test_embed_command_matches_the_hugging_face_encoder(default_run, tmp_path):
