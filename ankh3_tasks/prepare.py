@@ -7,7 +7,7 @@ reads FASTA (plain or gzipped), CSV/TSV or Parquet, and writes
   DIR/train/train-00000-of-00064.tfrecord ...        tf.train.Example records
   DIR/validation/validation-00000-of-00016.tfrecord  with bytes features
   DIR/stats.json                                     `id` and `sequence`
-  DIR/MANIFEST.json            (written last: every file, its records and SHA-256)
+  DIR/MANIFEST.json            written last: every file, records, SHA-256
 
 which the `ankh3_uniref50_*` tasks read with `ANKH3_DATA_DIR=DIR`.
 

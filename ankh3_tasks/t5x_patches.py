@@ -26,6 +26,7 @@ imports it, since a gin import is the one hook that runs before the restore.
 """
 
 import functools
+import logging as std_logging
 import os
 
 from absl import logging
@@ -94,11 +95,46 @@ def _restore_without_missing_position(restore):
   return wrapped
 
 
+class OptimizerSlotNotice(std_logging.Filter):
+  """One line for the optimizer slots T5X does not restore, not one each.
+
+  `t5x.infer` and `t5x.eval` restore parameters only; T5X logs "Not
+  restoring param=state/param_states/.../v_row because it's missing in the
+  checkpoint" for every Adafactor slot, 280 lines for the tiny model. This
+  filter on absl's logger lets the first through as one summary line and
+  drops the rest. A missing parameter (`target/...`) is never filtered.
+  """
+
+  PREFIX = "Not restoring param=state/"
+
+  def __init__(self):
+    super().__init__()
+    self.dropped = 0
+
+  def filter(self, record: std_logging.LogRecord) -> bool:
+    message = record.getMessage()
+    if not message.startswith(self.PREFIX):
+      return True
+    self.dropped += 1
+    if self.dropped > 1:
+      return False
+    record.msg = (
+        "Not restoring the optimizer state the checkpoint lacks (its slots, "
+        "state/param_states/...): inference and evaluation need the "
+        "parameters only. Further such lines are not shown."
+    )
+    record.args = ()
+    return True
+
+
 def apply() -> None:
   """Wraps T5X's Orbax restore; a second call changes nothing."""
   manager = checkpoints.OrbaxCheckpointManagerInterface
   if not getattr(manager.restore, "ankh3_patched", False):
     manager.restore = _restore_without_missing_position(manager.restore)
+  absl_logger = logging.get_absl_logger()
+  if not any(isinstance(f, OptimizerSlotNotice) for f in absl_logger.filters):
+    absl_logger.addFilter(OptimizerSlotNotice())
 
 
 apply()

@@ -181,6 +181,8 @@ def test_search_finds_the_fewest_that_fit_and_compiles_repeat(compiles):
   assert found["fewest"] == 2
   assert [r["microbatches"] for r in found["tried"]] == [1, 2]
   # Compiled again in another process: the same figures to the byte.
-  for tried, before in zip(found["tried"], (compiles["first"], compiles["two"])):
-    assert tried["memory"] == before["memory"]
-    assert tried["compiler_flops_per_chip"] == before["compiler_flops_per_chip"]
+  before = (compiles["first"], compiles["two"])
+  for tried, earlier in zip(found["tried"], before):
+    assert tried["memory"] == earlier["memory"]
+    flops = "compiler_flops_per_chip"
+    assert tried[flops] == earlier[flops]

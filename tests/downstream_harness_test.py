@@ -313,7 +313,9 @@ def test_cli_embeds_with_a_checkpoint_first(bench, tiny_checkpoint, tmp_path):
 
 @pytest.mark.t5x
 @pytest.mark.slow
-def test_a_failed_first_step_leaves_no_output_dir(bench, tiny_checkpoint, tmp_path):
+def test_a_failed_first_step_leaves_no_output_dir(
+    bench, tiny_checkpoint, tmp_path
+):
   out = tmp_path / "out"
   flags = [
       "--tasks=ssp3",

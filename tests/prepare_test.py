@@ -399,9 +399,8 @@ def test_empty_split_advice_counts_and_names_flags_that_exist(
   flags = [f"--input={path}", f"--output_dir={out}", "--no_progress"]
   assert cli.run(prepare.main, flags) == 0
   err = capsys.readouterr().err
-  assert "--validation_fraction=0.5 --overwrite (about 1 of the 2 proteins)" in (
-      err
-  )
+  want = "--validation_fraction=0.5 --overwrite (about 1 of the 2 proteins)"
+  assert want in err
   # Everything held out: the advice is about the held-out fractions.
   flags = [
       f"--input={path}",

@@ -172,3 +172,48 @@ def test_a_run_starts_from_a_checkpoint_without_input_pipeline_state(
   stepped = flatten(checkpoints.load_params(str(model_dir / "checkpoint_302")))
   kernel = "/decoder/logits_dense/kernel"
   assert not np.array_equal(stepped[kernel], expected[kernel])
+
+
+def test_optimizer_slots_not_restored_are_said_once():
+  import logging  # pylint: disable=g-import-not-at-top
+
+  # pylint: disable-next=g-import-not-at-top
+  from absl import logging as absl_logging
+
+  from ankh3_tasks import t5x_patches  # pylint: disable=g-import-not-at-top
+
+  notice = t5x_patches.OptimizerSlotNotice()
+  records = []
+
+  class Keep(logging.Handler):
+
+    def emit(self, record):
+      records.append(record.getMessage())
+
+  logger = logging.getLogger("ankh3_slot_notice_test")
+  logger.propagate = False
+  logger.addHandler(Keep())
+  logger.addFilter(notice)
+  # T5X's own message (t5x/state_utils.py), through the filter.
+  for key in (
+      "state/param_states/a/v_row",
+      "state/param_states/a/v_col",
+      "target/decoder/logits_dense/kernel",
+  ):
+    logger.warning(
+        "Not restoring param=%s because it's missing in the checkpoint", key
+    )
+  assert notice.dropped == 2
+  assert len(records) == 2
+  assert records[0].startswith("Not restoring the optimizer state")
+  # A missing parameter is never hidden.
+  assert records[1].startswith(
+      "Not restoring param=target/decoder/logits_dense/kernel"
+  )
+  # Applied to absl's logger, once however often it is applied.
+  t5x_patches.apply()
+  t5x_patches.apply()
+  filters = absl_logging.get_absl_logger().filters
+  notice_class = t5x_patches.OptimizerSlotNotice
+  notices = [f for f in filters if isinstance(f, notice_class)]
+  assert len(notices) == 1
