@@ -7,7 +7,7 @@ r"""Compiles T5X's train step for a TPU slice, on a machine with no TPU.
   python -m ankh3_tasks.compile_check \
     --gin_file=gin/experiments/ankh3_tiny_sample.gin --topology=v4-8 --json
 
-With `libtpu` installed (`pip install -e ".[tpu-compile]"`), JAX makes
+With libtpu at hand (`bash tools/setup.sh --libtpu`), JAX makes
 compile-only devices of a TPU slice on a CPU host
 (`jax.experimental.topologies.get_topology_desc`). This command builds the
 train step from the gin files as `t5x.train` does (gin's `train.partitioner`,
@@ -20,9 +20,9 @@ code and the compiler's peak, against the chip's memory (FITS or DOES NOT
 FIT), and the compiler's FLOPs beside the planner's model FLOPs. Nothing is
 allocated but the compiler's own memory.
 
-`--search_microbatches` compiles NUM_MICROBATCHES = 1, 2, 4, ... up to the
-rows a data replica holds and reports the fewest that fit with `--margin` to
-spare. Compiling Large or XL takes minutes and several GB (docs/plan.md).
+`--search_microbatches` compiles NUM_MICROBATCHES = 1, 2, 4, ... (those
+that divide the rows a data replica holds) and reports the fewest that fit
+with `--margin` to spare. Compiling Large or XL takes minutes and several GB (docs/plan.md).
 
 Exit status: 0 compiled (fitting or not), 1 refused (no libtpu, an unknown
 topology, a batch or mesh T5X or XLA refuses), 2 bad arguments.
@@ -443,8 +443,11 @@ def search_microbatches(
     peak = result["memory"]["peak"]
     if peak is not None and peak <= (1 - margin) * result["usable"]:
       return {"fewest": count, "margin": margin, "tried": tried}
+    rows = result["rows_per_replica"]
     count *= 2
-    if count > result["rows_per_replica"]:
+    while count <= rows and rows % count:  # Only counts that divide.
+      count *= 2
+    if count > rows:
       return {"fewest": None, "margin": margin, "tried": tried}
 
 

@@ -40,13 +40,18 @@ from ankh3_tasks import cli
 from ankh3_tasks import network
 from ankh3_tasks import vocabularies
 
-# A CUDA build of PyTorch brings triton, and TensorFlow and triton in one
-# process die together with signal 11 (`python -c "import tensorflow; import
-# triton"`); torch and transformers import triton where it is installed. The
-# converter needs neither triton nor torch.compile, so it keeps triton out of
-# the process (an import of it fails, and torch goes on without it), unless
-# something imported it already.
-sys.modules.setdefault("triton", None)
+
+def _keep_triton_out() -> None:
+  """Makes `import triton` fail in this process, unless it was imported.
+
+  A CUDA build of PyTorch brings triton, and TensorFlow and triton in one
+  process die together with signal 11 (`python -c "import tensorflow; import
+  triton"`); torch and transformers import triton where it is installed. The
+  converter needs neither triton nor torch.compile: called before it first
+  imports torch or transformers, torch goes on without triton.
+  """
+  sys.modules.setdefault("triton", None)
+
 
 Params = dict[str, Any]
 
@@ -80,6 +85,7 @@ def hf_config(config: network.Ankh3Config, encoder_only: bool = False) -> Any:
   Raises:
     ValueError: for a tied config or an MLP that is not SwiGLU.
   """
+  _keep_triton_out()
   import transformers  # pylint: disable=g-import-not-at-top
 
   if config.logits_via_embedding:
@@ -204,6 +210,7 @@ def t5x_to_hf(
   Returns:
     A float32 `T5ForConditionalGeneration` or `T5EncoderModel` in eval mode.
   """
+  _keep_triton_out()
   import torch  # pylint: disable=g-import-not-at-top
   import transformers  # pylint: disable=g-import-not-at-top
 
@@ -483,6 +490,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         f"{model.input_vocabulary.source} ({', '.join(files)})"
     )
   else:
+    _keep_triton_out()
     import transformers  # pylint: disable=g-import-not-at-top
 
     try:

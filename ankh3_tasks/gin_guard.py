@@ -22,16 +22,19 @@ model first, from the checkpoint's metadata, as the package's own tools do:
   ValueError: CHECKPOINT_PATH .../checkpoint_300: Config mismatch in
   emb_dim: the gin model has 1536, the checkpoint has 128.
 
-A finished inference in the output directory: `t5x.infer` into an
-`INFER_OUTPUT_DIR` that holds finished predictions (`*.COMPLETED`) skips
-inference, keeps the old predictions and rewrites `config.gin`, exit 0. The
-run stops instead, naming the files. An unfinished one (T5X's `tmp-*` chunks)
-is T5X's to resume.
+Finished predictions in the output directory: `t5x.infer` into an
+`INFER_OUTPUT_DIR` that holds finished prediction files (`*.COMPLETED`)
+skips them, keeps the old predictions and rewrites `config.gin`, exit 0.
+That is T5X's resume (other shards, other tasks of a mixture, unfinished
+`tmp-*` chunks go on), so the run goes on too, but first says in one
+warning which finished files it keeps as they are.
 
 Bindings of a configurable's parameter (`--gin.utils.SaveCheckpointConfig.
 period=...`) are gin's to check, as before. Processes that do not finalize
-(the package's own tools) are left alone, and so is gin outside T5X's
-command line (no absl `--gin_bindings` flag).
+gin (the package's own tools) are left alone. The macro check reads T5X's
+absl flags and does nothing without them; the other two act wherever the
+run files are finalized with `CHECKPOINT_PATH`, `INITIAL_CHECKPOINT_PATH`
+or `INFER_OUTPUT_DIR` set.
 """
 
 import difflib
@@ -149,7 +152,6 @@ def check_command_line_macros(config: Any) -> None:
   raise ValueError("\n".join(lines))
 
 
-
 def _macro_value(config: Any, name: str) -> Any:
   return config.get((name, "gin.macro"), {}).get("value")
 
@@ -183,21 +185,30 @@ def check_checkpoint_matches_model(config: Any) -> None:
 
 @gin.config.register_finalize_hook
 def check_infer_output_dir(config: Any) -> None:
-  """gin finalize hook: t5x.infer does not silently keep old predictions."""
+  """gin finalize hook: say which finished predictions t5x.infer keeps."""
   directory = _macro_value(config, "INFER_OUTPUT_DIR")
   if not isinstance(directory, str) or not directory:
     return None
+  from absl import logging  # pylint: disable=g-import-not-at-top
+
+  finished = finished_predictions(directory)
+  if finished:
+    logging.warning(
+        "INFER_OUTPUT_DIR %s already holds finished predictions (%s): "
+        "t5x.infer keeps them as they are, whatever this run's settings, and "
+        "predicts only what is missing. To predict them again, remove them "
+        "or choose another INFER_OUTPUT_DIR.",
+        directory,
+        ", ".join(finished),
+    )
+  return None
+
+
+def finished_predictions(directory: str) -> list[str]:
+  """The prediction files T5X marked finished in `directory` (`.COMPLETED`)."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
-  finished = sorted(
+  return sorted(
       os.path.basename(p)[: -len(".COMPLETED")]
       for p in tf.io.gfile.glob(os.path.join(directory, "*.COMPLETED"))
   )
-  if finished:
-    raise ValueError(
-        f"INFER_OUTPUT_DIR {directory} already holds finished predictions "
-        f"({', '.join(finished)}): t5x.infer would keep them as they are, "
-        "whatever this run's settings. Remove them or choose another "
-        "INFER_OUTPUT_DIR."
-    )
-  return None

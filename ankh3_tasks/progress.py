@@ -12,7 +12,7 @@ from typing import Any
 
 
 class LogLines:
-  """A stream for tqdm in a log: each redraw is one line, no carriage returns."""
+  """A stream for tqdm in a log: each redraw one line, no carriage returns."""
 
   def __init__(self, stream):
     self._stream = stream

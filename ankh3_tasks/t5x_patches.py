@@ -119,9 +119,10 @@ class OptimizerSlotNotice(std_logging.Filter):
     if self.dropped > 1:
       return False
     record.msg = (
-        "Not restoring the optimizer state the checkpoint lacks (its slots, "
-        "state/param_states/...): inference and evaluation need the "
-        "parameters only. Further such lines are not shown."
+        "Not restoring the optimizer state the checkpoint lacks "
+        "(state/param_states/...; inference and evaluation use the "
+        "parameters only, training starts those slots afresh). Further such "
+        "lines are not shown."
     )
     record.args = ()
     return True

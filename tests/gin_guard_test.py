@@ -127,7 +127,9 @@ def test_t5x_infer_stops_on_a_checkpoint_of_another_size(
   assert not out.exists()
 
 
-def test_finished_predictions_in_the_output_dir_are_refused(tmp_path):
+def test_finished_predictions_in_the_output_dir_are_named(tmp_path, caplog):
+  import logging  # pylint: disable=g-import-not-at-top
+
   import gin  # pylint: disable=g-import-not-at-top
 
   from ankh3_tasks import gin_guard  # pylint: disable=g-import-not-at-top
@@ -138,17 +140,21 @@ def test_finished_predictions_in_the_output_dir_are_refused(tmp_path):
   name = "ankh3_complete-predict.jsonl-00000-of-00001"
 
   def check():
-    with t5x_adapter.parsed_gin([COMPLETE], bindings, script="infer"):
-      # pylint: disable-next=protected-access
-      gin_guard.check_infer_output_dir(gin.config._CONFIG)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+      with t5x_adapter.parsed_gin([COMPLETE], bindings, script="infer"):
+        # pylint: disable-next=protected-access
+        gin_guard.check_infer_output_dir(gin.config._CONFIG)
+    return caplog.text
 
-  check()  # Not there yet.
+  assert "already holds" not in check()  # Not there yet.
   out.mkdir()
   (out / "config.gin").write_text("")
-  (out / "tmp-ankh3_complete-00000-of-00001").mkdir()  # T5X resumes these.
-  check()
+  (out / "tmp-ankh3_complete-00000-of-00001").mkdir()  # Unfinished chunks.
+  assert "already holds" not in check()
   (out / name).write_text("{}\n")
   (out / f"{name}.COMPLETED").write_text("")
-  with pytest.raises(ValueError, match=f"already holds finished predictions "
-                     f"\\({name}\\)"):
-    check()
+  said = check()
+  assert f"already holds finished predictions ({name})" in said
+  assert "keeps them as they are" in said
+  assert gin_guard.finished_predictions(str(out)) == [name]

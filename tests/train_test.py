@@ -151,6 +151,13 @@ def test_converter_survives_a_triton_that_would_crash_it(
   )
   assert run.returncode == 0, (run.returncode, run.stderr[-3000:])
   assert (out / "model.safetensors").exists()
+  # Importing the module changes nothing; the converter's commands do.
+  imported = subprocess.run(
+      [sys.executable, "-c", "import sys, ankh3_tasks.convert; "
+       "print('triton' in sys.modules)"],
+      cwd=REPO, capture_output=True, text=True, timeout=120,
+  )
+  assert imported.stdout.strip() == "False", imported.stderr[-2000:]
   # The stand-in does kill a process that imports it.
   probe = subprocess.run(
       [sys.executable, "-c", "import triton"], env=env, timeout=60

@@ -3,7 +3,8 @@
 # test tools, then T5X (with airio and jestimator) at the tested commits, all
 # at the tested versions (requirements/constraints.txt).
 #
-# usage: tools/setup.sh [--checkouts DIR [--editable]] [--hf] [--libtpu] [--no-t5x] [--dry-run]
+# usage: tools/setup.sh [--checkouts DIR [--editable]] [--hf] [--libtpu]
+#                       [--no-t5x] [--dry-run]
 #
 #   (no option)       T5X from git (github.com); where the git host cannot be
 #                     reached, says so and goes on without T5X: the tests
@@ -22,7 +23,7 @@
 #   --dry-run         print the commands instead of running them
 set -euo pipefail
 
-usage() { sed -n 's/^# usage: /usage: /p' "$0" >&2; exit "${1:-2}"; }
+usage() { sed -n '/^# usage: /,/^#$/{/^#$/d;s/^# //p}' "$0" >&2; exit "${1:-2}"; }
 
 checkouts=""
 editable=""

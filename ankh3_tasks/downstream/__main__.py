@@ -188,6 +188,27 @@ def _settings(args: argparse.Namespace, names: Sequence[str]) -> dict[str, str]:
   return settings
 
 
+def _check_checkpoint(args: argparse.Namespace) -> None:
+  """The checkpoint has the gin model's shapes (from its metadata alone)."""
+  # pylint: disable=g-import-not-at-top
+  from ankh3_tasks import checkpoints
+  from ankh3_tasks import t5x_adapter
+
+  # pylint: enable=g-import-not-at-top
+  search = [p for p in args.gin_search_paths.split(",") if p]
+  shapes = checkpoints.param_shapes(args.checkpoint)
+  if shapes is None:
+    return  # Not an Orbax checkpoint: embed says what it finds there.
+  expected = t5x_adapter.load_gin([args.gin_file], (), search).model
+  expected = expected.module.config
+  checkpoints.check_config(
+      expected,
+      checkpoints.params_config(
+          shapes, expected.relative_attention_max_distance
+      ),
+  )
+
+
 def _write_outputs(
     args: argparse.Namespace,
     results: dict[str, dict[str, Any]],
@@ -244,23 +265,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   if not args.seeds:
     raise ValueError("--seeds is empty; the paper's are 7,0,42.")
 
-  created = not tf.io.gfile.exists(args.output_dir)
+  if not args.embeddings:
+    # Before anything is written: a gin file of another size than the
+    # checkpoint would otherwise fail after sequences.fasta, leaving a
+    # half-filled output directory.
+    _check_checkpoint(args)
   os.makedirs(args.output_dir, exist_ok=True)
-  try:
-    return _benchmark(args, names)
-  except BaseException:
-    # A run that fails before its first result (a wrong gin file for the
-    # checkpoint, say) leaves no half-filled directory of its own making;
-    # once a result is written, it stays.
-    if created and not tf.io.gfile.exists(
-        os.path.join(args.output_dir, "results.json")
-    ):
-      tf.io.gfile.rmtree(args.output_dir)
-    raise
-
-
-def _benchmark(args: argparse.Namespace, names: Sequence[str]) -> int:
-  """Embeds if asked, trains and evaluates every task, writes the results."""
   head_config = convbert.HeadConfig(
       num_layers=args.num_layers,
       num_heads=args.num_heads,
