@@ -851,6 +851,12 @@ def _config_notes(cfg: Any, dropout_rate: float) -> list[str]:
         "float32_attention_logits: the activation estimate does not count "
         "the float32 copies"
     )
+  if getattr(cfg, "remat_policy", "none") != "none":
+    notes.append(
+        f"remat_policy {cfg.remat_policy!r}: the activation estimate counts "
+        "what autodiff saves without rematerialisation (an upper bound); "
+        "python -m ankh3_tasks.compile_check gives the compiler's figure"
+    )
   if dropout_rate:
     notes.append(
         f"DROPOUT_RATE {dropout_rate}: dropout masks are not in the "

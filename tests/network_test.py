@@ -151,7 +151,7 @@ def test_remat_policies_keep_parameters_and_gradients():
     np.testing.assert_allclose(value, base_value, rtol=1e-6)
     for (path, x), (_, y) in zip(leaves(grads), leaves(base_grads)):
       np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-7, err_msg=str(path))
-    if policy == "full":
-      assert kept < base_kept, (kept, base_kept)
+    # Each policy keeps less for the backward pass than none does.
+    assert kept < base_kept, (policy, kept, base_kept)
   with pytest.raises(ValueError, match="remat_policy 'some'"):
     run("some")

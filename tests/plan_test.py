@@ -47,6 +47,15 @@ def _config(**sizes):
 XL_SIZES = dict(emb_dim=2560, num_heads=32, mlp_dim=6720)
 
 
+def test_a_remat_policy_is_noted_beside_the_estimate():
+  # pylint: disable=protected-access
+  assert plan._config_notes(_config(), 0.0) == []
+  notes = plan._config_notes(_config(remat_policy="full"), 0.0)
+  assert len(notes) == 1
+  assert notes[0].startswith("remat_policy 'full'")
+  assert "compile_check" in notes[0]
+
+
 # --------------------------------------------------------------- no T5X ---
 
 
