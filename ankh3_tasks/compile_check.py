@@ -244,8 +244,6 @@ def compile_train_step(
   """
   # pylint: disable=g-import-not-at-top
   import jax
-  import numpy as np
-  from t5x import utils
 
   from ankh3_tasks import plan
   from ankh3_tasks import t5x_adapter
@@ -284,12 +282,8 @@ def compile_train_step(
             f"NUM_MICROBATCHES {microbatches} does not divide the "
             f"{rows // data_ways} rows of a data replica."
         )
-      initializer = utils.TrainStateInitializer(
-          optimizer_def=model.optimizer_def,
-          init_fn=model.get_initial_variables,
-          input_shapes={k: v.shape for k, v in batch.items()},
-          input_types={k: np.int32 for k in batch},
-          partitioner=partitioner,
+      initializer = t5x_adapter.train_state_initializer(
+          model, batch, partitioner
       )
       state = initializer.global_train_state_shape
       trainer = trainer_cls.scoped_configurable_fn(

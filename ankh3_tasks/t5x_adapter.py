@@ -244,6 +244,28 @@ def abstract_batch(rows: int, inputs: int, targets: int) -> dict[str, Any]:
   }
 
 
+def train_state_initializer(
+    model: Any, batch: Mapping[str, Any], partitioner: Any
+) -> Any:
+  """T5X's `utils.TrainStateInitializer` of `model` and `batch`, as t5x.train.
+
+  Args:
+    model: T5X's `EncoderDecoderModel`.
+    batch: arrays or `jax.ShapeDtypeStruct`s of the `FEATURES` (int32).
+    partitioner: T5X's partitioner.
+  """
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from t5x import utils  # pylint: disable=g-import-not-at-top
+
+  return utils.TrainStateInitializer(
+      optimizer_def=model.optimizer_def,
+      init_fn=model.get_initial_variables,
+      input_shapes={k: v.shape for k, v in batch.items()},
+      input_types={k: np.int32 for k in batch},
+      partitioner=partitioner,
+  )
+
+
 def training(
     model: Any,
     batch: Mapping[str, Any],
@@ -265,19 +287,11 @@ def training(
     abstract, -> `Trainer`).
   """
   import jax  # pylint: disable=g-import-not-at-top
-  import numpy as np  # pylint: disable=g-import-not-at-top
   from t5x import partitioning  # pylint: disable=g-import-not-at-top
   from t5x import trainer as trainer_lib  # pylint: disable=g-import-not-at-top
-  from t5x import utils  # pylint: disable=g-import-not-at-top
 
   partitioner = partitioning.PjitPartitioner(num_partitions=1)
-  initializer = utils.TrainStateInitializer(
-      optimizer_def=model.optimizer_def,
-      init_fn=model.get_initial_variables,
-      input_shapes={k: v.shape for k, v in batch.items()},
-      input_types={k: np.int32 for k in batch},
-      partitioner=partitioner,
-  )
+  initializer = train_state_initializer(model, batch, partitioner)
 
   def make_trainer(train_state: Any) -> Any:
     return trainer_lib.Trainer(
