@@ -43,6 +43,7 @@ from typing import Any, Optional
 
 from ankh3_tasks import cli
 from ankh3_tasks import hardware
+from ankh3_tasks import t5x_adapter
 
 _GIB = 2**30
 INSTALL_HINT = (
@@ -84,7 +85,7 @@ def tpu_slices() -> dict[str, TpuSlice]:
   """Every TPU row of `hardware.TOPOLOGIES` this command can compile for."""
   slices = {}
   for name, topology in hardware.TOPOLOGIES.items():
-    family, _, size = name.partition("-")
+    family = name.split("-")[0]
     if family in ("v4", "v5p") and topology.devices in _CUBE:
       slices[name] = TpuSlice(
           topology, family, _CUBE[topology.devices], "megacore"
@@ -93,7 +94,6 @@ def tpu_slices() -> dict[str, TpuSlice]:
       slices[name] = TpuSlice(
           topology, family, _SQUARE[topology.devices], "default"
       )
-    del size
   return slices
 
 
@@ -246,7 +246,6 @@ def compile_train_step(
   import jax
 
   from ankh3_tasks import plan
-  from ankh3_tasks import t5x_adapter
 
   # pylint: enable=g-import-not-at-top
   devices = slice_devices(tpu)
@@ -518,17 +517,7 @@ def _parser() -> argparse.ArgumentParser:
           "not), 1 refused, 2 bad arguments."
       ),
   )
-  parser.add_argument(
-      "--gin_file",
-      action="append",
-      required=True,
-      help="gin file, as for t5x.train (repeatable)",
-  )
-  parser.add_argument(
-      "--gin_search_paths",
-      default="",
-      help="comma-separated directories to look for gin files in",
-  )
+  t5x_adapter.add_gin_flags(parser)
   parser.add_argument(
       "--topology",
       default="v4-128",
@@ -555,8 +544,6 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Optional[Sequence[str]] = None) -> int:
   parser = _parser()
   argv = list(sys.argv[1:] if argv is None else argv)
-  from ankh3_tasks import t5x_adapter  # pylint: disable=g-import-not-at-top
-
   try:
     argv, bindings = t5x_adapter.split_gin_flags(argv)
   except ValueError as e:

@@ -875,17 +875,7 @@ def _parser() -> argparse.ArgumentParser:
           "not), 1 refused (does not divide), 2 bad arguments."
       ),
   )
-  parser.add_argument(
-      "--gin_file",
-      action="append",
-      required=True,
-      help="gin file, as for t5x.train (repeatable)",
-  )
-  parser.add_argument(
-      "--gin_search_paths",
-      default="",
-      help="comma-separated directories to look for gin files in",
-  )
+  t5x_adapter.add_gin_flags(parser)
   parser.add_argument(
       "--topology",
       default="v4-128",

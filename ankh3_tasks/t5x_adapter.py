@@ -74,6 +74,25 @@ def query(key: str) -> Any:
 _GIN_SEARCH_PATHS: set[str] = set()
 
 
+def add_gin_flags(parser: Any) -> None:
+  """`--gin_file` (repeatable, required) and `--gin_search_paths`, as T5X's.
+
+  With `split_gin_flags` for the `--gin.NAME=VALUE` bindings, a command
+  takes gin files as `python -m t5x.train` does.
+  """
+  parser.add_argument(
+      "--gin_file",
+      action="append",
+      required=True,
+      help="gin file, as for t5x.train (repeatable)",
+  )
+  parser.add_argument(
+      "--gin_search_paths",
+      default="",
+      help="comma-separated directories to look for gin files in",
+  )
+
+
 def split_gin_flags(argv: Sequence[str]) -> tuple[list[str], list[str]]:
   """Splits `--gin.NAME=VALUE` flags off a command line, as `t5x.train` does.
 

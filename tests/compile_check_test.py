@@ -6,15 +6,14 @@ and libtpu (`tools/setup.sh --libtpu`) and skip, saying which, without.
 """
 
 import json
-import subprocess
-import sys
 
 import pytest
 
 from ankh3_tasks import cli
 from ankh3_tasks import compile_check
 from ankh3_tasks import hardware
-from conftest import REPO
+from conftest import run_module
+from conftest import run_python
 
 TINY = "gin/experiments/ankh3_tiny_sample.gin"
 needs_libtpu = pytest.mark.skipif(
@@ -37,21 +36,9 @@ json.dump(results, sys.stdout)
 """
 
 
-def _python(*args, timeout=600):
-  run = subprocess.run(
-      [sys.executable, *args],
-      cwd=REPO,
-      capture_output=True,
-      text=True,
-      timeout=timeout,
-  )
-  assert run.returncode == 0, run.stderr[-5000:]
-  return run
-
-
 @pytest.fixture(scope="module")
 def compiles():
-  return json.loads(_python("-c", _COMPILES).stdout)
+  return json.loads(run_python("-c", _COMPILES).stdout)
 
 
 def test_the_slices_are_the_planners_with_their_chips():
@@ -168,8 +155,7 @@ def test_search_finds_the_fewest_that_fit_and_compiles_repeat(compiles):
   # A margin that leaves room for the 2-microbatch step but not for 1.
   usable = compiles["first"]["usable"]
   margin = 1 - (one + two) / 2 / usable
-  run = _python(
-      "-m",
+  run = run_module(
       "ankh3_tasks.compile_check",
       f"--gin_file={TINY}",
       "--topology=v4-8",

@@ -115,17 +115,25 @@ def scalars(directory, tag):
   return values
 
 
-def run_module(module, *flags, cwd=REPO, timeout=600):
-  """Runs `python -m module flags...`; fails the test with its stderr."""
+def run_python(*args, cwd=REPO, timeout=600, check=True):
+  """Runs `python args...`; with `check`, fails the test with its stderr."""
   run = subprocess.run(
-      [sys.executable, "-m", module, *flags],
+      [sys.executable, *args],
       cwd=cwd,
       capture_output=True,
       text=True,
       timeout=timeout,
   )
-  assert run.returncode == 0, run.stderr[-5000:]
+  if check:
+    assert run.returncode == 0, run.stderr[-5000:]
   return run
+
+
+def run_module(module, *flags, cwd=REPO, timeout=600, check=True):
+  """Runs `python -m module flags...`; fails the test with its stderr."""
+  return run_python(
+      "-m", module, *flags, cwd=cwd, timeout=timeout, check=check
+  )
 
 
 @pytest.fixture(scope="session")

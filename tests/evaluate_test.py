@@ -3,7 +3,6 @@
 
 import json
 import os
-import subprocess
 import sys
 
 import pytest
@@ -74,14 +73,7 @@ def test_table_joins_both_evaluators_by_task_and_step(tmp_path, capsys):
 
   # As a user runs it, in a process of its own: nothing but the table (no
   # TensorFlow deprecation notice for reading the event files).
-  run = subprocess.run(
-      [sys.executable, "-m", "ankh3_tasks.evaluate", str(tmp_path)],
-      cwd=REPO,
-      capture_output=True,
-      text=True,
-      timeout=120,
-  )
-  assert run.returncode == 0, run.stderr[-3000:]
+  run = run_module("ankh3_tasks.evaluate", str(tmp_path), timeout=120)
   assert "| t_denoise_15 | 200 |" in run.stdout
   assert "deprecat" not in run.stderr.lower(), run.stderr[-3000:]
 

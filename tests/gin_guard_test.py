@@ -1,11 +1,8 @@
 """Tests of `ankh3_tasks.gin_guard`: a mistyped macro stops a T5X run."""
 
-import subprocess
-import sys
-
 import pytest
 
-from conftest import REPO
+from conftest import run_module
 
 pytestmark = pytest.mark.t5x
 
@@ -48,19 +45,13 @@ def test_the_macros_read_by_code_are_the_codes():
 
 def test_t5x_train_stops_on_a_mistyped_macro(tmp_path):
   model_dir = tmp_path / "run"
-  run = subprocess.run(
-      [
-          sys.executable,
-          "-m",
-          "t5x.train",
-          f"--gin_file={TINY}",
-          f'--gin.MODEL_DIR="{model_dir}"',
-          "--gin.TRAIN_STEP=10",
-      ],
-      cwd=REPO,
-      capture_output=True,
-      text=True,
+  run = run_module(
+      "t5x.train",
+      f"--gin_file={TINY}",
+      f'--gin.MODEL_DIR="{model_dir}"',
+      "--gin.TRAIN_STEP=10",
       timeout=300,
+      check=False,
   )
   assert run.returncode != 0
   assert (
@@ -101,21 +92,15 @@ def test_t5x_infer_stops_on_a_checkpoint_of_another_size(
     tiny_checkpoint, tmp_path
 ):
   out = tmp_path / "predictions"
-  run = subprocess.run(
-      [
-          sys.executable,
-          "-m",
-          "t5x.infer",
-          f"--gin_file={COMPLETE}",
-          "--gin.network.Ankh3Config.emb_dim=1536",
-          f'--gin.CHECKPOINT_PATH="{tiny_checkpoint}"',
-          f'--gin.INFER_OUTPUT_DIR="{out}"',
-          '--gin.INPUT_FASTA="examples/proteins.fasta"',
-      ],
-      cwd=REPO,
-      capture_output=True,
-      text=True,
+  run = run_module(
+      "t5x.infer",
+      f"--gin_file={COMPLETE}",
+      "--gin.network.Ankh3Config.emb_dim=1536",
+      f'--gin.CHECKPOINT_PATH="{tiny_checkpoint}"',
+      f'--gin.INFER_OUTPUT_DIR="{out}"',
+      '--gin.INPUT_FASTA="examples/proteins.fasta"',
       timeout=300,
+      check=False,
   )
   assert run.returncode != 0
   last = run.stderr.strip().splitlines()[-1]
