@@ -6,6 +6,8 @@ T5X writes the evaluation in two places (see `gin/runs/ankh3_eval.gin`):
 
   inference_eval/<task>-metrics.jsonl  seqio, the whole split: the cross
                                        entropy per target token, perplexity,
+                                       the cross entropy per target residue
+                                       beside the composition baseline,
                                        and from greedy decodes the share of
                                        masked residues / of the continuation
                                        right (ankh3_tasks/metrics.py)
@@ -19,7 +21,10 @@ This reads both and prints one row per task, e.g. for the tiny model after
   | ankh3_sample_eval_denoise_15 | 300 | 0.5595 | 1.4296 | 4.177 | ...
 
 `token accuracy` is the share of target ids (`</s>` and sentinels included)
-the model ranks first given the true previous ids. `--json` writes the same
+the model ranks first given the true previous ids. `cross entropy / residue`
+counts the residues alone (no sentinel, no `</s>`); `composition baseline /
+residue` scores the same residues by the training split's residue
+frequencies: a model that beats it has learned more than the composition. `--json` writes the same
 rows as a list of objects. By default the latest step evaluated is shown.
 """
 
@@ -49,6 +54,8 @@ COLUMNS = (
     ("token_accuracy", "token accuracy"),
     ("cross_entropy_per_token", "cross entropy / token"),
     ("perplexity", "perplexity"),
+    ("residue_cross_entropy", "cross entropy / residue"),
+    ("composition_baseline", "composition baseline / residue"),
     ("teacher_forced_cross_entropy", "teacher-forced cross entropy"),
     ("masked_residue_accuracy", "masked residues right (greedy)"),
     ("completion_identity", "completion identity (greedy)"),

@@ -6,6 +6,14 @@ teacher-forced), over a whole split:
   TokenCrossEntropy      nats per target id (`</s>` and sentinels included,
                          as in training) and perplexity.
 
+From per-token scores (`t5x_adapter.token_scoring`, which
+`gin/runs/ankh3_eval.gin` sets up):
+
+  ResidueCrossEntropy    nats per target residue (sentinels and `</s>`
+                         excluded), beside the composition baseline: the
+                         same residues guessed from the training residues'
+                         frequencies alone.
+
 From T5X's greedy decodes (residues only, no sentinel or `</s>` counted):
 
   MaskedResidueAccuracy  share of masked residues restored (denoising).
@@ -16,12 +24,15 @@ Teacher-forced token accuracy cannot be had from sequence scores;
 `gin/runs/ankh3_eval.gin` gets it from T5X's training evaluator.
 """
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 import dataclasses
+import math
 from typing import Any, ClassVar, Optional
 
 import numpy as np
 import seqio
+
+from ankh3_tasks import vocabularies
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,7 +70,8 @@ class TokenCrossEntropy(seqio.metrics.Metric):
 
     Args:
       inputs: the task's examples, in the order of `model_output`.
-      model_output: one summed log-likelihood per example.
+      model_output: one summed log-likelihood per example, or one per
+        target id (`[examples, target length]`), summed here.
       features: the task's output features (unused).
       target_field_name: the feature scored.
       mask: optional bool per example; False drops the example.
@@ -72,7 +84,10 @@ class TokenCrossEntropy(seqio.metrics.Metric):
       ValueError: if there are more or fewer scores than examples.
     """
     del features, indices_2d
-    scores = np.asarray(model_output, dtype=np.float64).reshape(-1)
+    scores = np.asarray(model_output, dtype=np.float64)
+    if scores.ndim == 2:
+      scores = scores.sum(-1)
+    scores = scores.reshape(-1)
     lengths = np.array(
         [np.count_nonzero(ex[target_field_name]) for ex in inputs],
         dtype=np.int64,
@@ -112,6 +127,160 @@ class TokenCrossEntropy(seqio.metrics.Metric):
         "perplexity": float(np.exp(cross_entropy)),
         "num_target_tokens": float(self.num_tokens),
         "num_examples": float(self.num_examples),
+    }
+
+
+def entropy(composition: Mapping[str, int]) -> float:
+  """Entropy (nats) of residue counts: `{"A": 1, "K": 1}` -> ln 2."""
+  counts = np.array([n for n in composition.values() if n > 0], np.float64)
+  if not counts.size:
+    return float("nan")
+  p = counts / counts.sum()
+  return float(-(p * np.log(p)).sum())
+
+
+@dataclasses.dataclass(frozen=True)
+class ResidueCrossEntropy(seqio.metrics.Metric):
+  """Cross entropy per target residue (nats), beside the composition.
+
+  Only residues count: sentinels, `</s>`, `<unk>` and padding are left out.
+  The baseline scores the same residues by the training residues'
+  frequencies q (a model that learned the composition and nothing else):
+  `composition_baseline` = mean of -ln q(residue); `composition_entropy` is
+  the entropy of q itself. A model learns more than the composition where
+  `residue_cross_entropy` < `composition_baseline`. Targets `<extra_id_0> K
+  A </s>` with per-token scores [-0.1, -1.0, -2.0, -0.2] give (1.0 + 2.0) /
+  2 = 1.5.
+
+  Bind the composition with `with_composition`; without one the baseline
+  fields are NaN.
+
+  Attributes:
+    negative_log_likelihood: summed over residues.
+    baseline_negative_log_likelihood: -ln q summed over the same residues.
+    num_residues: residues scored.
+    composition_entropy: entropy of q.
+  """
+
+  negative_log_likelihood: float
+  baseline_negative_log_likelihood: float
+  num_residues: int
+  composition_entropy: float
+
+  model_output_type: ClassVar[seqio.metrics.ModelOutputType] = (
+      seqio.metrics.ModelOutputType.SCORE
+  )
+  # () -> {residue letter: count in the training split}; None: no baseline.
+  composition_fn: ClassVar[Optional[Callable[[], Mapping[str, int]]]] = None
+
+  @classmethod
+  def with_composition(
+      cls, composition_fn: Callable[[], Mapping[str, int]]
+  ) -> type["ResidueCrossEntropy"]:
+    """This metric with its baseline from `composition_fn()` (called late)."""
+    return type(
+        cls.__name__, (cls,), {"composition_fn": staticmethod(composition_fn)}
+    )
+
+  @classmethod
+  def from_model_output(
+      cls,
+      inputs: Sequence[Mapping[str, Any]],
+      model_output: np.ndarray,
+      features: Mapping[str, seqio.Feature],
+      target_field_name: str = "targets",
+      mask: Optional[np.ndarray] = None,
+      indices_2d: Optional[np.ndarray] = None,
+  ) -> "ResidueCrossEntropy":
+    """Sums residue scores and the baseline's; see the class docstring.
+
+    Args:
+      inputs: the task's examples, in the order of `model_output`.
+      model_output: log-likelihood per target id, `[examples, length]`.
+      features: the task's output features (for the vocabulary).
+      target_field_name: the feature scored.
+      mask: optional bool per example; False drops the example.
+      indices_2d: unused.
+
+    Returns:
+      The metric over these examples.
+
+    Raises:
+      ValueError: for one score per example instead of one per token, or a
+        count of examples that differs.
+    """
+    del indices_2d
+    scores = np.asarray(model_output, dtype=np.float64)
+    if scores.ndim != 2:
+      raise ValueError(
+          f"{cls.__name__} needs one score per target token, got scores of "
+          f"shape {scores.shape}: evaluate with the model that "
+          "`t5x_adapter.token_scoring` makes, as gin/runs/ankh3_eval.gin does."
+      )
+    if len(scores) != len(inputs):
+      raise ValueError(
+          f"{len(scores)} scores for {len(inputs)} examples: the scores "
+          "must be one row per example, in order."
+      )
+    vocabulary = features[target_field_name].vocabulary
+    residue_ids = {vocabulary.token_id(r): r for r in vocabularies.RESIDUES}
+    composition = dict(cls.composition_fn()) if cls.composition_fn else {}
+    total = sum(composition.values())
+    neg_log_q = {
+        r: -math.log(composition[r] / total)
+        for r in residue_ids.values()
+        if composition.get(r)
+    }
+    nll = baseline = 0.0
+    count = 0
+    for i, ex in enumerate(inputs):
+      if mask is not None and not mask[i]:
+        continue
+      targets = np.asarray(ex[target_field_name]).reshape(-1)
+      for position, token in enumerate(targets.tolist()):
+        letter = residue_ids.get(token)
+        if letter is None:
+          continue
+        nll -= float(scores[i, position])
+        # A residue the training split never had: no finite baseline.
+        baseline += neg_log_q.get(letter, math.inf)
+        count += 1
+    return cls(
+        negative_log_likelihood=nll,
+        baseline_negative_log_likelihood=(
+            baseline if composition else float("nan")
+        ),
+        num_residues=count,
+        composition_entropy=(
+            entropy(composition) if composition else float("nan")
+        ),
+    )
+
+  def merge(self, other: "ResidueCrossEntropy") -> "ResidueCrossEntropy":
+    return type(self)(
+        negative_log_likelihood=(
+            self.negative_log_likelihood + other.negative_log_likelihood
+        ),
+        baseline_negative_log_likelihood=(
+            self.baseline_negative_log_likelihood
+            + other.baseline_negative_log_likelihood
+        ),
+        num_residues=self.num_residues + other.num_residues,
+        composition_entropy=self.composition_entropy,
+    )
+
+  def compute(self) -> dict[str, float]:
+    """Returns the residue cross entropy, the baselines and the count."""
+    n = self.num_residues
+    return {
+        "residue_cross_entropy": (
+            self.negative_log_likelihood / n if n else float("nan")
+        ),
+        "composition_baseline": (
+            self.baseline_negative_log_likelihood / n if n else float("nan")
+        ),
+        "composition_entropy": self.composition_entropy,
+        "scored_residues": float(n),
     }
 
 

@@ -34,15 +34,13 @@ import collections
 import concurrent.futures
 import contextlib
 import dataclasses
-import hashlib
-import json
 import logging as std_logging
 import multiprocessing
 import os
 import struct
 import sys
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Optional
 
 from absl import logging
@@ -51,145 +49,16 @@ import tensorflow as tf
 import tqdm
 
 from ankh3_tasks import cli
+from ankh3_tasks import prepare_steps
 from ankh3_tasks import prepared
 from ankh3_tasks import progress as progress_lib
 from ankh3_tasks import sources
 from ankh3_tasks import vocabularies
 
-# 4 shards for each of the 16 hosts of a v4-128 slice; any multiple of the
-# host count lets every host read whole files.
-DEFAULT_NUM_SHARDS = 64
-DEFAULT_NUM_EVAL_SHARDS = 16
-# ~5,900 of UniRef50's 59.1M sequences (the public export holds out ~6k).
-DEFAULT_VALIDATION_FRACTION = 1e-4
-
-TOO_LONG = "too long"
-DUPLICATE_ID = "duplicate id"
-# Every reason a record can be rejected for, as stats.json lists them.
-REJECT_REASONS = (
-    sources.EMPTY,
-    sources.HEADER_WITHOUT_SEQUENCE,
-    sources.SEQUENCE_BEFORE_HEADER,
-    sources.INVALID_CHARACTERS,
-    TOO_LONG,
-    DUPLICATE_ID,
-)
-# Length histogram bin edges, in residues; the last bin is open.
-LENGTH_BINS = (
-    1,
-    50,
-    100,
-    150,
-    200,
-    250,
-    300,
-    400,
-    500,
-    750,
-    1000,
-    1500,
-    2000,
-    3000,
-    5000,
-    10000,
-)
-
 _WORK_HEADER = struct.Struct("<IIII")  # file index, record index, id, seq
 # The scan keeps one work file per shard open; stay under the usual limit of
 # 1,024 open files per process.
 _MAX_OPEN_WORK_FILES = 1000
-
-
-@dataclasses.dataclass(frozen=True)
-class Settings:
-  """What decides the output; a different value is a different dataset.
-
-  Attributes:
-    num_shards: train shards.
-    num_eval_shards: shards of each evaluation split.
-    validation_fraction: share of ids that go to `validation`.
-    test_fraction: share of ids that go to `test` (0: no test split).
-    max_length: reject longer proteins (None: keep all).
-    salt: changes the hash, and so which proteins are held out.
-    sequence_column: column of the sequences in CSV/TSV/Parquet input.
-    id_column: column of the ids in CSV/TSV/Parquet input.
-  """
-
-  num_shards: int = DEFAULT_NUM_SHARDS
-  num_eval_shards: int = DEFAULT_NUM_EVAL_SHARDS
-  validation_fraction: float = DEFAULT_VALIDATION_FRACTION
-  test_fraction: float = 0.0
-  max_length: Optional[int] = None
-  salt: str = ""
-  sequence_column: Optional[str] = None
-  id_column: Optional[str] = None
-
-  def __post_init__(self):
-    if self.num_shards < 1 or self.num_eval_shards < 1:
-      raise ValueError(
-          f"Shard counts must be >= 1, got {self.num_shards} and "
-          f"{self.num_eval_shards}."
-      )
-    if not (
-        0 <= self.validation_fraction
-        and 0 <= self.test_fraction
-        and self.validation_fraction + self.test_fraction < 1
-    ):
-      raise ValueError(
-          "validation_fraction and test_fraction must be >= 0 and sum to "
-          f"less than 1, got {self.validation_fraction} and "
-          f"{self.test_fraction}."
-      )
-    if self.max_length is not None and self.max_length < 1:
-      raise ValueError(f"max_length must be >= 1, got {self.max_length}.")
-
-  @property
-  def splits(self) -> tuple[str, ...]:
-    return tuple(
-        s
-        for s in prepared.SPLITS
-        if s == "train"
-        or (s == "validation" and self.validation_fraction > 0)
-        or (s == "test" and self.test_fraction > 0)
-    )
-
-  def shards(self, split: str) -> int:
-    return self.num_shards if split == "train" else self.num_eval_shards
-
-  @property
-  def table_options(self) -> dict[str, str]:
-    options = {}
-    if self.sequence_column:
-      options["sequence_column"] = self.sequence_column
-    if self.id_column:
-      options["id_column"] = self.id_column
-    return options
-
-
-def assign(record_id: str, settings: Settings) -> tuple[str, int, bytes]:
-  """Returns the split, shard and order key of a protein, from its id alone.
-
-  Args:
-    record_id: the protein's id.
-    settings: fractions, shard counts and salt.
-
-  Returns:
-    (split, shard index, 16-byte key that orders records within a shard).
-  """
-  key = hashlib.blake2b(
-      record_id.encode("utf-8", errors="surrogateescape"),
-      digest_size=16,
-      key=settings.salt.encode("utf-8"),
-  ).digest()
-  u = int.from_bytes(key[:8], "big") / 2.0**64
-  if u < settings.validation_fraction:
-    split = "validation"
-  elif u < settings.validation_fraction + settings.test_fraction:
-    split = "test"
-  else:
-    split = "train"
-  shard = int.from_bytes(key[8:], "big") % settings.shards(split)
-  return split, shard, key
 
 
 # ----------------------------------------------------------------- progress
@@ -235,51 +104,6 @@ class ProgressBar(tqdm.tqdm):
 
 
 # --------------------------------------------------------------------- scan
-
-
-def read_inputs(
-    inputs: Sequence[str],
-    settings: Settings,
-    stats: sources.ReadStats,
-    rejected: collections.Counter,
-    file_indices: Optional[Sequence[int]] = None,
-) -> Iterator[tuple[int, int, str, str]]:
-  """Yields (file index, record index, id, sequence) of the good records.
-
-  Records longer than `settings.max_length` are counted in `rejected`;
-  other bad records in `stats` (which logs them with their id).
-
-  Args:
-    inputs: the input files.
-    settings: for `max_length` and the table columns.
-    stats: counts records read and rejected while parsing.
-    rejected: counts records rejected here (too long).
-    file_indices: the index of each input among all inputs (default: its
-      position in `inputs`).
-
-  Raises:
-    ValueError: for an input file without records.
-  """
-  indices = file_indices if file_indices is not None else range(len(inputs))
-  for file_index, path in zip(indices, inputs):
-    before = stats.read
-    records = sources.read_records(path, stats, **settings.table_options)
-    for record_index, (record_id, sequence) in enumerate(records):
-      if settings.max_length and len(sequence) > settings.max_length:
-        rejected[TOO_LONG] += 1
-        if rejected[TOO_LONG] <= 20:
-          logging.warning(
-              "%s: rejected %r: %s (%d > %d residues)",
-              path,
-              record_id,
-              TOO_LONG,
-              len(sequence),
-              settings.max_length,
-          )
-        continue
-      yield file_index, record_index, record_id, sequence
-    if stats.read == before:
-      raise ValueError(f"No records in {path}.")
 
 
 def _pack(file_index, record_index, record_id, sequence) -> bytes:
@@ -350,7 +174,7 @@ def _input_bytes(inputs: Sequence[str]) -> int:
 
 def scan(
     inputs: Sequence[str],
-    settings: Settings,
+    settings: prepare_steps.Settings,
     work_dir: str,
     *,
     progress: bool = True,
@@ -377,8 +201,8 @@ def scan(
   bar = ProgressBar("scan", _input_bytes(inputs), enabled=progress)
   scanned = 0
   try:
-    for record in read_inputs(inputs, settings, stats, rejected):
-      split, shard, _ = assign(record[2], settings)
+    for record in prepare_steps.read_inputs(inputs, settings, stats, rejected):
+      split, shard, _ = prepare_steps.assign(record[2], settings)
       files.add(split, shard, _pack(*record))
       scanned += 1
       if not scanned & 0x3FFF:
@@ -396,117 +220,6 @@ def scan(
 # -------------------------------------------------------------------- write
 
 
-def _empty_shard_stats() -> dict[str, Any]:
-  return {
-      "records": 0,
-      "duplicates": 0,
-      "residues": 0,
-      "length_counts": [0] * len(LENGTH_BINS),
-      "min_length": 0,
-      "max_length": 0,
-      "composition": {r: 0 for r in vocabularies.RESIDUES},
-  }
-
-
-def write_shard(
-    records: Iterable[tuple[int, int, str, str]],
-    settings: Settings,
-    output_dir: str,
-    split: str,
-    shard: int,
-) -> dict[str, Any]:
-  """Writes one shard: first occurrence of each id, ordered by `assign` key.
-
-  Args:
-    records: (file index, record index, id, sequence) of this shard, in any
-      order.
-    settings: the dataset settings.
-    output_dir: the output directory.
-    split: the split.
-    shard: the shard index.
-
-  Returns:
-    The shard's entry of the manifest, with its statistics.
-  """
-  first = {}
-  duplicates = 0
-  for file_index, record_index, record_id, sequence in records:
-    position = (file_index, record_index)
-    kept = first.get(record_id)
-    if kept is not None:
-      duplicates += 1
-      if duplicates <= 5:
-        logging.warning(
-            "%s shard %d: rejected %r: %s (input %d, records %d and %d)",
-            split,
-            shard,
-            record_id,
-            DUPLICATE_ID,
-            file_index,
-            min(kept[0][1], record_index),
-            max(kept[0][1], record_index),
-        )
-      if kept[0] < position:
-        continue
-    first[record_id] = (position, sequence)
-  if duplicates > 5:
-    logging.warning(
-        "%s shard %d: %d records rejected in all (%s).",
-        split,
-        shard,
-        duplicates,
-        DUPLICATE_ID,
-    )
-  ordered = sorted(first.items(), key=lambda item: assign(item[0], settings)[2])
-  name = prepared.shard_name(split, shard, settings.shards(split))
-  path = os.path.join(output_dir, name)
-  tf.io.gfile.makedirs(os.path.dirname(path))
-  # Named by process, so that two writers of one shard never share a file.
-  partial = f"{path}.partial.{os.getpid()}"
-  with tf.io.TFRecordWriter(partial) as writer:
-    for record_id, (_, sequence) in ordered:
-      writer.write(prepared.example_bytes(record_id, sequence))
-  tf.io.gfile.rename(partial, path, overwrite=True)
-
-  stats = _empty_shard_stats()
-  lengths = np.array([len(s) for _, (_, s) in ordered], dtype=np.int64)
-  if len(lengths):
-    counts = np.bincount(
-        np.frombuffer(
-            "".join(s for _, (_, s) in ordered).encode("ascii"), np.uint8
-        ),
-        minlength=128,
-    )
-    stats.update(
-        records=len(ordered),
-        residues=int(lengths.sum()),
-        length_counts=np.bincount(
-            np.searchsorted(LENGTH_BINS, lengths, side="right") - 1,
-            minlength=len(LENGTH_BINS),
-        ).tolist(),
-        min_length=int(lengths.min()),
-        max_length=int(lengths.max()),
-        composition={r: int(counts[ord(r)]) for r in vocabularies.RESIDUES},
-    )
-  stats["duplicates"] = duplicates
-  return {
-      "path": name,
-      "split": split,
-      "shard": shard,
-      "bytes": tf.io.gfile.stat(path).length,
-      "sha256": _sha256(path),
-      "stats": stats,
-  }
-
-
-def _sha256(path: str) -> str:
-  digest = hashlib.sha256()
-  with tf.io.gfile.GFile(path, "rb") as f:
-    while chunk := f.read(1 << 22):
-      digest.update(chunk)
-  return digest.hexdigest()
-
-
 def _read_work_file(path: str) -> Iterator[tuple[int, int, str, str]]:
   if not tf.io.gfile.exists(path):
     return iter(())
@@ -521,7 +234,7 @@ def _read_work_file(path: str) -> Iterator[tuple[int, int, str, str]]:
 def summarize(
     scan_counts: Mapping[str, Any],
     shards: Sequence[Mapping[str, Any]],
-    settings: Settings,
+    settings: prepare_steps.Settings,
     inputs: Sequence[Mapping[str, Any]],
 ) -> dict[str, Any]:
   """Adds the shards' statistics up into stats.json's content.
@@ -530,15 +243,15 @@ def summarize(
     AssertionError: if read != written + rejected (a bug, never bad input).
   """
   written = {s: 0 for s in settings.splits}
-  rejected = collections.Counter({r: 0 for r in REJECT_REASONS})
+  rejected = collections.Counter({r: 0 for r in prepare_steps.REJECT_REASONS})
   rejected.update(scan_counts["rejected"])
-  length_counts = np.zeros(len(LENGTH_BINS), dtype=np.int64)
+  length_counts = np.zeros(len(prepare_steps.LENGTH_BINS), dtype=np.int64)
   composition = collections.Counter({r: 0 for r in vocabularies.RESIDUES})
   residues, lengths = 0, []
   for shard in shards:
     s = shard["stats"]
     written[shard["split"]] += s["records"]
-    rejected[DUPLICATE_ID] += s["duplicates"]
+    rejected[prepare_steps.DUPLICATE_ID] += s["duplicates"]
     length_counts += np.array(s["length_counts"], dtype=np.int64)
     composition.update(s["composition"])
     residues += s["residues"]
@@ -551,7 +264,7 @@ def summarize(
         f"read {scan_counts['read']} != written {total_written} + rejected "
         f"{total_rejected}"
     )
-  edges = [*LENGTH_BINS, None]
+  edges = [*prepare_steps.LENGTH_BINS, None]
   return {
       "format": prepared.FORMAT,
       "inputs": list(inputs),
@@ -592,29 +305,14 @@ def _describe_inputs(inputs: Sequence[str]) -> list[dict[str, Any]]:
   return described
 
 
-def _fingerprint(settings: Settings, inputs: Sequence[Mapping[str, Any]]):
+def _fingerprint(
+    settings: prepare_steps.Settings, inputs: Sequence[Mapping[str, Any]]
+):
   return {
       "format": prepared.FORMAT,
       "settings": dataclasses.asdict(settings),
       "inputs": list(inputs),
   }
-
-
-def read_json(path: str) -> Optional[dict[str, Any]]:
-  """The JSON at `path`, or None when there is no such file."""
-  if not tf.io.gfile.exists(path):
-    return None
-  with tf.io.gfile.GFile(path) as f:
-    return json.load(f)
-
-
-def write_json(path: str, value: Any) -> None:
-  """Writes JSON to `path` whole or not at all (a rename at the end)."""
-  partial = path + ".partial"
-  with tf.io.gfile.GFile(partial, "w") as f:
-    json.dump(value, f, indent=1, sort_keys=True)
-    f.write("\n")
-  tf.io.gfile.rename(partial, path, overwrite=True)
 
 
 def _claim_output_dir(
@@ -629,8 +327,12 @@ def _claim_output_dir(
     FileExistsError: when it holds a different dataset, or other files, and
       `overwrite` is False.
   """
-  manifest = read_json(os.path.join(output_dir, prepared.MANIFEST))
-  work = read_json(os.path.join(output_dir, prepared.WORK, "settings.json"))
+  manifest = prepare_steps.read_json(
+      os.path.join(output_dir, prepared.MANIFEST)
+  )
+  work = prepare_steps.read_json(
+      os.path.join(output_dir, prepared.WORK, "settings.json")
+  )
   # The manifest goes first: a kill while deleting must not leave one that
   # vouches for half-deleted shards.
   ours = [
@@ -670,14 +372,16 @@ def _claim_output_dir(
       )
   tf.io.gfile.makedirs(os.path.join(output_dir, prepared.WORK))
   if work is None:
-    write_json(os.path.join(output_dir, prepared.WORK, "settings.json"), fingerprint)
+    prepare_steps.write_json(
+        os.path.join(output_dir, prepared.WORK, "settings.json"), fingerprint
+    )
   return "go"
 
 
 def prepare(
     inputs: Sequence[str],
     output_dir: str,
-    settings: Settings = Settings(),
+    settings: prepare_steps.Settings = prepare_steps.Settings(),
     *,
     overwrite: bool = False,
     progress: bool = True,
@@ -720,7 +424,7 @@ def prepare(
   fingerprint = _fingerprint(settings, described)
   if _claim_output_dir(output_dir, fingerprint, overwrite) == "done":
     logging.info("%s is already prepared from these inputs.", output_dir)
-    return read_json(os.path.join(output_dir, prepared.STATS))
+    return prepare_steps.read_json(os.path.join(output_dir, prepared.STATS))
   start = time.monotonic()
   if beam_options is None:
     scan_counts, shards = _run_here(
@@ -735,7 +439,7 @@ def prepare(
   for key in ("scan_seconds", "write_seconds"):
     if key in scan_counts:
       stats[key] = scan_counts[key]
-  write_json(os.path.join(output_dir, prepared.STATS), stats)
+  prepare_steps.write_json(os.path.join(output_dir, prepared.STATS), stats)
   if stats["written_total"] == 0:
     raise ValueError(
         f"No record of {', '.join(inputs)} was good enough to write; see "
@@ -756,23 +460,16 @@ def prepare(
       "stats": prepared.STATS,
   }
   # Last: a manifest means every file it lists is complete.
-  write_json(os.path.join(output_dir, prepared.MANIFEST), manifest)
+  prepare_steps.write_json(
+      os.path.join(output_dir, prepared.MANIFEST), manifest
+  )
   tf.io.gfile.rmtree(os.path.join(output_dir, prepared.WORK))
   return stats
 
 
-def all_shards(settings: Settings) -> list[tuple[str, int]]:
-  """Every (split, shard) a run writes, empty ones included."""
-  return [
-      (split, shard)
-      for split in settings.splits
-      for shard in range(settings.shards(split))
-  ]
-
-
 def _run_here(inputs, output_dir, settings, progress, workers):
   """Both passes on this machine; resumes finished passes and shards."""
-  open_files = len(all_shards(settings))
+  open_files = len(prepare_steps.all_shards(settings))
   if open_files > _MAX_OPEN_WORK_FILES:
     raise ValueError(
         f"{open_files} shards would keep {open_files} work files open; the "
@@ -780,7 +477,7 @@ def _run_here(inputs, output_dir, settings, progress, workers):
     )
   work = os.path.join(output_dir, prepared.WORK)
   scan_path = os.path.join(work, "scan.json")
-  scan_counts = read_json(scan_path)
+  scan_counts = prepare_steps.read_json(scan_path)
   buckets = os.path.join(work, "buckets")
   if scan_counts is None:
     if tf.io.gfile.exists(buckets):
@@ -788,15 +485,17 @@ def _run_here(inputs, output_dir, settings, progress, workers):
     start = time.monotonic()
     scan_counts = scan(inputs, settings, buckets, progress=progress)
     scan_counts["scan_seconds"] = round(time.monotonic() - start, 3)
-    write_json(scan_path, scan_counts)
+    prepare_steps.write_json(scan_path, scan_counts)
   else:
     logging.info("Scan already done; writing the remaining shards.")
   done_dir = os.path.join(work, "done")
   tf.io.gfile.makedirs(done_dir)
   entries = {}
   todo = []
-  for split, shard in all_shards(settings):
-    entry = read_json(os.path.join(done_dir, f"{split}-{shard:05d}.json"))
+  for split, shard in prepare_steps.all_shards(settings):
+    entry = prepare_steps.read_json(
+        os.path.join(done_dir, f"{split}-{shard:05d}.json")
+    )
     if entry is None:
       todo.append((split, shard))
     else:
@@ -827,22 +526,28 @@ def _run_here(inputs, output_dir, settings, progress, workers):
       written += entry["stats"]["records"]
       bar.advance(written)
   scan_counts["write_seconds"] = round(time.monotonic() - start, 3)
-  return scan_counts, [entries[key] for key in all_shards(settings)]
+  return scan_counts, [
+      entries[key] for key in prepare_steps.all_shards(settings)
+  ]
 
 
 def _write_shard_job(job) -> dict[str, Any]:
   """Writes one shard from its work file."""
   output_dir, settings, split, shard = job
   records = _read_work_file(
-      _WorkFiles(os.path.join(output_dir, prepared.WORK, "buckets")).path(split, shard)
+      _WorkFiles(os.path.join(output_dir, prepared.WORK, "buckets")).path(
+          split, shard
+      )
   )
-  return write_shard(records, settings, output_dir, split, shard)
+  return prepare_steps.write_shard(records, settings, output_dir, split, shard)
 
 
 def _mark_done(done_dir: str, job, entry: Mapping[str, Any]) -> None:
   # Only the parent marks shards done, after the worker has returned.
   _, _, split, shard = job
-  write_json(os.path.join(done_dir, f"{split}-{shard:05d}.json"), entry)
+  prepare_steps.write_json(
+      os.path.join(done_dir, f"{split}-{shard:05d}.json"), entry
+  )
 
 
 def _die_with_parent(parent: int) -> None:
@@ -879,19 +584,19 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   parser.add_argument(
       "--num_shards",
       type=int,
-      default=DEFAULT_NUM_SHARDS,
+      default=prepare_steps.DEFAULT_NUM_SHARDS,
       help="train shards (default: %(default)s, 4 per host of a 16-host slice)",
   )
   parser.add_argument(
       "--num_eval_shards",
       type=int,
-      default=DEFAULT_NUM_EVAL_SHARDS,
+      default=prepare_steps.DEFAULT_NUM_EVAL_SHARDS,
       help="shards per evaluation split",
   )
   parser.add_argument(
       "--validation_fraction",
       type=float,
-      default=DEFAULT_VALIDATION_FRACTION,
+      default=prepare_steps.DEFAULT_VALIDATION_FRACTION,
       help=(
           "share of ids held out for validation (default: "
           "%(default)s, ~5,900 of UniRef50)"
@@ -938,7 +643,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.error(f"unknown arguments (Beam options need --beam): {beam_args}")
   std_logging.basicConfig(level=std_logging.INFO)
   logging.set_verbosity(logging.INFO)
-  settings = Settings(
+  settings = prepare_steps.Settings(
       num_shards=args.num_shards,
       num_eval_shards=args.num_eval_shards,
       validation_fraction=args.validation_fraction,

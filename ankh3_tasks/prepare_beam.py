@@ -2,8 +2,9 @@
 
 The local engine (`prepare.py`) scans the inputs once and writes shards in
 worker processes; here the reading of each input and the writing of each
-shard are Beam transforms, so Dataflow spreads them over machines. Both give
-the same bytes (tests/prepare_test.py). `prepare.prepare` calls `run` when
+shard are Beam transforms, so Dataflow spreads them over machines. Both run
+the steps of `prepare_steps.py` and give the same bytes
+(tests/prepare_test.py). `prepare.prepare` calls `run` when
 Beam options are given.
 """
 
@@ -15,7 +16,7 @@ from typing import Any
 
 import tensorflow as tf
 
-from ankh3_tasks import prepare
+from ankh3_tasks import prepare_steps
 from ankh3_tasks import prepared
 from ankh3_tasks import sources
 
@@ -73,10 +74,10 @@ def run(inputs, output_dir, settings, beam_options):
     file_index, path = indexed_path
     stats = sources.ReadStats(f"prepare {path}")
     rejected = collections.Counter()
-    for record in prepare.read_inputs(
+    for record in prepare_steps.read_inputs(
         [path], settings, stats, rejected, file_indices=[file_index]
     ):
-      split, shard, _ = prepare.assign(record[2], settings)
+      split, shard, _ = prepare_steps.assign(record[2], settings)
       yield (split, shard), record
     rejected.update(stats.skipped)
     yield beam.pvalue.TaggedOutput(
@@ -85,7 +86,9 @@ def run(inputs, output_dir, settings, beam_options):
 
   def write(keyed):
     (split, shard), records = keyed
-    return prepare.write_shard(records, settings, output_dir, split, shard)
+    return prepare_steps.write_shard(
+        records, settings, output_dir, split, shard
+    )
 
   def add_counts(counts):
     total = {"read": 0, "rejected": collections.Counter()}
@@ -95,7 +98,7 @@ def run(inputs, output_dir, settings, beam_options):
     return {"read": total["read"], "rejected": dict(total["rejected"])}
 
   def save(value, path):
-    prepare.write_json(path, value)
+    prepare_steps.write_json(path, value)
 
   options = pipeline_options.PipelineOptions(list(beam_options))
   with beam.Pipeline(options=options) as pipeline:
@@ -109,7 +112,7 @@ def run(inputs, output_dir, settings, beam_options):
     )
     # Every shard gets a file, empty or not.
     empty = pipeline | "AllShards" >> beam.Create(
-        [(key, None) for key in prepare.all_shards(settings)]
+        [(key, None) for key in prepare_steps.all_shards(settings)]
     ).with_output_types(Any)
     _ = (
         (read.records, empty)
@@ -127,7 +130,7 @@ def run(inputs, output_dir, settings, beam_options):
         | "AddCounts" >> beam.Map(add_counts)
         | "SaveCounts" >> beam.Map(save, counts_path)
     )
-  scan_counts = prepare.read_json(counts_path)
+  scan_counts = prepare_steps.read_json(counts_path)
   if scan_counts["read"] == 0:
     raise ValueError(f"No records in {', '.join(inputs)}.")
-  return scan_counts, prepare.read_json(shards_path)
+  return scan_counts, prepare_steps.read_json(shards_path)

@@ -129,6 +129,20 @@ def check_split(directory: str, split: str) -> None:
     )
 
 
+def composition(directory: str) -> dict[str, int]:
+  """Residue counts `prepare` recorded in `directory`'s stats.json.
+
+  They count every split (the held-out ones are small). Empty for a
+  directory `prepare` did not write.
+  """
+  path = os.path.join(directory, STATS)
+  if not tf.io.gfile.exists(path):
+    return {}
+  with tf.io.gfile.GFile(path) as f:
+    counts = json.load(f).get("residue_composition", {})
+  return {r: int(entry["count"]) for r, entry in counts.items()}
+
+
 def held_out_fraction(total: int, wanted: int = 100) -> str:
   """A held-out fraction (as text) giving about `wanted` of `total` records."""
   return f"{min(0.5, wanted / max(total, 1)):.2g}"

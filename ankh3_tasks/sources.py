@@ -445,6 +445,20 @@ def read_records(
   raise ValueError(f"{path}: TFRecord files are read by tfrecord_dataset.")
 
 
+def residue_counts(paths: Sequence[str], **table_options) -> dict[str, int]:
+  """Counts each residue letter over the good records of `paths`.
+
+  `MKA` and `KK` -> `{"M": 1, "K": 3, "A": 1}` (letters that never occur are
+  left out).
+  """
+  counts = collections.Counter()
+  stats = ReadStats("residue counts")
+  for path in paths:
+    for _, sequence in read_records(path, stats, **table_options):
+      counts.update(sequence)
+  return dict(counts)
+
+
 # ------------------------------------------------------------------ TFRecord
 
 
@@ -625,7 +639,7 @@ def data_dir() -> str:
     raise ValueError(
         "Tell the uniref50 tasks where the data is: set the environment "
         f"variable {DATA_DIR_ENV}=DIR (every command), or with t5x.train, "
-        f"t5x.eval and t5x.infer the gin macro "
+        "t5x.eval and t5x.infer the gin macro "
         f"--gin.{DATA_DIR_MACRO}=\"'DIR'\"."
     )
   return value

@@ -12,6 +12,7 @@ benchmark) and the speed scripts (`benchmarks/`):
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 import contextlib
+import copy
 import dataclasses
 import functools
 import math
@@ -20,7 +21,6 @@ import sys
 from typing import Any, Optional
 
 from ankh3_tasks import gin_search_path
-
 
 # The features `seqio.EncDecFeatureConverter(pack=True)` gives T5X's model.
 FEATURES = (
@@ -326,3 +326,38 @@ def training(
     )
 
   return initializer, make_trainer
+
+
+def token_scoring(model: Any) -> Any:
+  """`model`, whose `score_batch` scores each target id instead of the sum.
+
+  T5X's evaluators score examples with `model.score_batch`, which sums the
+  log-likelihoods of a target's ids. Metrics that leave ids out (residues
+  without sentinels and `</s>`: `metrics.ResidueCrossEntropy`) need them one
+  by one; T5X computes them anyway, as `token_scores` among the
+  intermediates. The copy returns those, `[batch, target length]`, zero at
+  padding; everything else is `model`'s. `gin/runs/ankh3_eval.gin` hands it
+  to `t5x.eval`:
+
+    eval_script.evaluate.model = @t5x_adapter.token_scoring()
+    t5x_adapter.token_scoring.model = %MODEL
+
+  Args:
+    model: T5X's `EncoderDecoderModel` (or another `BaseTransformerModel`
+      whose `score_batch` returns `token_scores` intermediates).
+
+  Returns:
+    A shallow copy of `model` with the per-token `score_batch`.
+  """
+  scored = copy.copy(model)
+  score_batch = model.score_batch
+
+  def token_score_batch(params, batch, return_intermediates=False):
+    _, intermediates = score_batch(params, batch, return_intermediates=True)
+    (token_scores,) = intermediates["decoder"]["token_scores"]
+    if return_intermediates:
+      return token_scores, intermediates
+    return token_scores
+
+  scored.score_batch = token_score_batch
+  return scored

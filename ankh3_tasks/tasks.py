@@ -27,13 +27,14 @@ rates. `mixtures` groups them as
 `ankh3_{dataset}_eval`.
 """
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 import functools
 from typing import Optional
 
 import seqio
 
 from ankh3_tasks import metrics
+from ankh3_tasks import prepared
 from ankh3_tasks import preprocessors
 from ankh3_tasks import sources
 from ankh3_tasks import vocabularies
@@ -224,6 +225,7 @@ def register_ankh3_eval_tasks(
         preprocessors.DEFAULT_MEAN_NOISE_SPAN_LENGTH
     ),
     split_fraction: float = preprocessors.DEFAULT_SPLIT_FRACTION,
+    composition_fn: Optional[Callable[[], Mapping[str, int]]] = None,
     **table_options,
 ) -> dict[str, seqio.Task]:
   """Registers one denoising task per masking rate and a completion task.
@@ -245,6 +247,9 @@ def register_ankh3_eval_tasks(
     mean_noise_span_length: mean residues per sentinel.
     split_fraction: share of each protein given to the encoder in the
       completion task.
+    composition_fn: () -> residue counts of the training split, for the
+      composition baseline of `metrics.ResidueCrossEntropy` (called when
+      the metric is computed); None leaves the baseline NaN.
     **table_options: `sequence_column` / `id_column` for CSV/TSV/Parquet.
 
   Returns:
@@ -277,6 +282,9 @@ def register_ankh3_eval_tasks(
       split_fraction=split_fraction,
       max_residues=max_residues,
   )
+  residue_metric = metrics.ResidueCrossEntropy
+  if composition_fn is not None:
+    residue_metric = residue_metric.with_composition(composition_fn)
   return {
       kind: _add_task(
           names[kind],
@@ -290,6 +298,7 @@ def register_ankh3_eval_tasks(
           cacheable=False,
           metric_objs=[
               metrics.TokenCrossEntropy,
+              residue_metric,
               (
                   metrics.CompletionIdentity
                   if kind == COMPLETE
@@ -309,9 +318,24 @@ def _uniref50_files(split: str) -> Sequence[str]:
   return sources.split_files(sources.data_dir(), split)
 
 
+@functools.cache
+def _sample_composition() -> Mapping[str, int]:
+  return sources.residue_counts(_sample_files("train"))
+
+
+def _uniref50_composition() -> Mapping[str, int]:
+  # The counts `prepare` recorded (all splits); none for other files.
+  return prepared.composition(sources.data_dir())
+
+
 register_ankh3_tasks("ankh3_sample", _sample_files)
 register_ankh3_tasks("ankh3_uniref50", _uniref50_files)
-register_ankh3_eval_tasks("ankh3_sample", _sample_files)
 register_ankh3_eval_tasks(
-    "ankh3_uniref50", _uniref50_files, splits=("validation", "test")
+    "ankh3_sample", _sample_files, composition_fn=_sample_composition
+)
+register_ankh3_eval_tasks(
+    "ankh3_uniref50",
+    _uniref50_files,
+    splits=("validation", "test"),
+    composition_fn=_uniref50_composition,
 )

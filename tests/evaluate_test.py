@@ -192,3 +192,15 @@ def test_t5x_eval_of_the_tiny_model_reports_every_task(
     )
     decoded = row.get("masked_residue_accuracy", row.get("completion_identity"))
     assert 0 <= decoded <= 1
+    # Residues alone: completion targets are residues and `</s>`; denoising
+    # targets add a sentinel before each span of one or more residues.
+    without_eos = row["num_target_tokens"] - 300
+    if kind == "complete":
+      assert row["scored_residues"] == without_eos
+    else:
+      assert without_eos / 2 <= row["scored_residues"] < without_eos
+    # The baseline: real proteins' composition, near ln 20 = 3.0 nats; the
+    # entropy of the training residues is the same for every task.
+    assert 2.8 < row["composition_baseline"] < 3.0
+    assert row["composition_entropy"] == pytest.approx(2.8966, abs=1e-4)
+    assert 2.0 < row["residue_cross_entropy"] < 4.0

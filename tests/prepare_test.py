@@ -13,13 +13,14 @@ import tensorflow as tf
 
 from ankh3_tasks import cli
 from ankh3_tasks import prepare
+from ankh3_tasks import prepare_steps
 from ankh3_tasks import prepared as prepared_lib
 from ankh3_tasks import sources
 from ankh3_tasks import tasks
 from ankh3_tasks import vocabularies
 from conftest import write_fasta
 
-SMALL = prepare.Settings(
+SMALL = prepare_steps.Settings(
     num_shards=4, num_eval_shards=2, validation_fraction=0.2
 )
 
@@ -94,8 +95,8 @@ def test_bad_records_are_counted_and_nothing_is_lost(tmp_path):
       sources.EMPTY: 1,
       sources.HEADER_WITHOUT_SEQUENCE: 1,
       sources.INVALID_CHARACTERS: 2,
-      prepare.TOO_LONG: 0,
-      prepare.DUPLICATE_ID: 1,
+      prepare_steps.TOO_LONG: 0,
+      prepare_steps.DUPLICATE_ID: 1,
   }
   assert stats["read"] == stats["written_total"] + stats["rejected_total"]
   written = _read_all(tmp_path / "out")
@@ -135,10 +136,12 @@ def test_split_is_a_stable_function_of_the_id(tmp_path):
   validation = _read_split(tmp_path / "a", "validation")[0]
   assert abs(len(validation) / 3000 - 0.2) < 0.03
   for record_id in validation:
-    assert prepare.assign(record_id, SMALL)[0] == "validation"
+    assert prepare_steps.assign(record_id, SMALL)[0] == "validation"
   # A salt draws another held-out set.
-  salted = prepare.Settings(**{**SMALL.__dict__, "salt": "other"})
-  moved = sum(prepare.assign(i, salted)[0] != "validation" for i in validation)
+  salted = prepare_steps.Settings(**{**SMALL.__dict__, "salt": "other"})
+  moved = sum(
+      prepare_steps.assign(i, salted)[0] != "validation" for i in validation
+  )
   assert moved > len(validation) / 2
   # Every shard file exists, and shard counts are as asked.
   assert len(glob.glob(str(tmp_path / "a" / "train" / "*"))) == 4
@@ -156,7 +159,7 @@ def test_tables_and_max_length(tmp_path):
       pa.table({"acc": ["p1", "p2"], "residues": ["GGSGG", "W" * 40]}),
       tmp_path / "in.parquet",
   )
-  settings = prepare.Settings(
+  settings = prepare_steps.Settings(
       num_shards=2,
       num_eval_shards=1,
       validation_fraction=0.0,
@@ -168,9 +171,9 @@ def test_tables_and_max_length(tmp_path):
       settings,
       progress=False,
   )
-  assert stats["rejected"][prepare.TOO_LONG] == 1
+  assert stats["rejected"][prepare_steps.TOO_LONG] == 1
   assert _read_all(tmp_path / "tsv") == {"x1": "MKTAYIAK", "x2": "MK"}
-  with_columns = prepare.Settings(
+  with_columns = prepare_steps.Settings(
       **{**settings.__dict__, "sequence_column": "residues", "id_column": "acc"}
   )
   prepare.prepare(
@@ -257,7 +260,7 @@ def test_output_dir_with_another_dataset_is_refused(tmp_path):
   assert again["written_total"] == 2
   with pytest.raises(FileExistsError, match="other inputs or settings"):
     prepare.prepare([str(tmp_path / "b.fasta")], out, SMALL, progress=False)
-  other = prepare.Settings(**{**SMALL.__dict__, "num_shards": 8})
+  other = prepare_steps.Settings(**{**SMALL.__dict__, "num_shards": 8})
   with pytest.raises(FileExistsError, match="--overwrite"):
     prepare.prepare([str(tmp_path / "a.fasta")], out, other, progress=False)
   assert _read_all(out) == {"a": "MKT", "b": "GGS"}
@@ -291,7 +294,7 @@ def test_killed_run_resumes_and_keeps_finished_shards(tmp_path, monkeypatch):
   proteins = _proteins(500)
   path = write_fasta(tmp_path / "in.fasta", [(i, [s]) for i, s in proteins])
   out = str(tmp_path / "out")
-  real = prepare.write_shard
+  real = prepare_steps.write_shard
   calls = []
 
   def dies_after_three(*args, **kwargs):
@@ -300,7 +303,7 @@ def test_killed_run_resumes_and_keeps_finished_shards(tmp_path, monkeypatch):
     calls.append(args[3:])
     return real(*args, **kwargs)
 
-  monkeypatch.setattr(prepare, "write_shard", dies_after_three)
+  monkeypatch.setattr(prepare_steps, "write_shard", dies_after_three)
   with pytest.raises(KeyboardInterrupt):
     prepare.prepare([path], out, SMALL, progress=False)
   assert not os.path.exists(os.path.join(out, prepared_lib.MANIFEST))
@@ -308,7 +311,7 @@ def test_killed_run_resumes_and_keeps_finished_shards(tmp_path, monkeypatch):
 
   calls.clear()
   monkeypatch.setattr(
-      prepare,
+      prepare_steps,
       "write_shard",
       lambda *a, **k: (calls.append(a[3:]), real(*a, **k))[1],
   )
@@ -344,19 +347,22 @@ def test_beam_direct_runner_writes_the_same_bytes(tmp_path):
       for d in ("here", "beam")
   ]
   assert manifests[0] == manifests[1]
-  assert here["rejected"][prepare.DUPLICATE_ID] == 1
+  assert here["rejected"][prepare_steps.DUPLICATE_ID] == 1
 
 
 def test_command_line(tmp_path, capsys):
   path = write_fasta(tmp_path / "in.fasta", [("a", ["MKT"]), ("b", ["1"])])
   out = str(tmp_path / "out")
   assert (
-      cli.run(prepare.main, [
-          f"--input={path}",
-          f"--output_dir={out}",
-          "--num_shards=2",
-          "--no_progress",
-      ])
+      cli.run(
+          prepare.main,
+          [
+              f"--input={path}",
+              f"--output_dir={out}",
+              "--num_shards=2",
+              "--no_progress",
+          ],
+      )
       == 0
   )
   printed = capsys.readouterr().out
@@ -371,9 +377,7 @@ def test_command_line(tmp_path, capsys):
   assert "No such input" in capsys.readouterr().err
 
 
-def test_an_empty_held_out_split_is_said_at_once_and_refused(
-    tmp_path, capsys
-):
+def test_an_empty_held_out_split_is_said_at_once_and_refused(tmp_path, capsys):
   # 50 proteins at the default fraction (1e-4): no validation protein.
   path = write_fasta(
       tmp_path / "in.fasta", [(i, [s]) for i, s in _proteins(50)]
@@ -386,14 +390,14 @@ def test_an_empty_held_out_split_is_said_at_once_and_refused(
   assert "--validation_fraction=2 --overwrite" not in err
   assert "--validation_fraction=0.5 --overwrite" in err  # 100 of 50: capped.
   assert sources.split_files(out, "train")
-  with pytest.raises(ValueError, match="Split 'validation' of .* holds no "
-                     "proteins.*--validation_fraction"):
+  with pytest.raises(
+      ValueError,
+      match="Split 'validation' of .* holds no proteins.*--validation_fraction",
+  ):
     sources.split_files(out, "validation")
 
 
-def test_empty_split_advice_counts_and_names_flags_that_exist(
-    tmp_path, capsys
-):
+def test_empty_split_advice_counts_and_names_flags_that_exist(tmp_path, capsys):
   path = write_fasta(tmp_path / "two.fasta", [("a", ["MKT"]), ("b", ["GGS"])])
   out = str(tmp_path / "out")
   flags = [f"--input={path}", f"--output_dir={out}", "--no_progress"]
@@ -429,9 +433,7 @@ def test_every_flag_and_file_a_message_names_exists(tmp_path, capsys):
   docstrings = {
       id(node.body[0].value)
       for node in ast.walk(tree)
-      if isinstance(
-          node, (ast.Module, ast.FunctionDef, ast.ClassDef)
-      )
+      if isinstance(node, (ast.Module, ast.FunctionDef, ast.ClassDef))
       and node.body
       and isinstance(node.body[0], ast.Expr)
       and isinstance(node.body[0].value, ast.Constant)
@@ -451,7 +453,7 @@ def test_every_flag_and_file_a_message_names_exists(tmp_path, capsys):
   write_fasta(tmp_path / "a.fasta", [("a", ["MKT"])])
   out = str(tmp_path / "out")
   prepare.prepare([str(tmp_path / "a.fasta")], out, SMALL, progress=False)
-  other = prepare.Settings(**{**SMALL.__dict__, "num_shards": 8})
+  other = prepare_steps.Settings(**{**SMALL.__dict__, "num_shards": 8})
   with pytest.raises(FileExistsError) as raised:
     prepare.prepare([str(tmp_path / "a.fasta")], out, other, progress=False)
   manifest = re.search(r"see its (\S+)\)", str(raised.value)).group(1)
@@ -470,7 +472,7 @@ def prepared(tmp_path_factory):
   prepare.prepare(
       [path],
       out,
-      prepare.Settings(
+      prepare_steps.Settings(
           num_shards=8, num_eval_shards=2, validation_fraction=0.05
       ),
       progress=False,

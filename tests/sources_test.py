@@ -286,13 +286,14 @@ def test_split_files_ignore_files_that_only_share_a_prefix(tmp_path):
 
 def test_only_files_the_manifest_lists_skip_the_checks(tmp_path):
   from ankh3_tasks import prepare  # pylint: disable=g-import-not-at-top
+  from ankh3_tasks import prepare_steps  # pylint: disable=g-import-not-at-top
 
   path = write_fasta(tmp_path / "in.fasta", [("a", ["MKT"]), ("b", ["GGS"])])
   out = tmp_path / "out"
   prepare.prepare(
       [path],
       str(out),
-      prepare.Settings(
+      prepare_steps.Settings(
           num_shards=1, num_eval_shards=1, validation_fraction=0.0
       ),
       progress=False,
