@@ -140,7 +140,7 @@ def run_module(module, *flags, cwd=REPO, timeout=600, check=True):
 def default_run(tmp_path_factory, worker_id):
   """The README's main command, run once per test session (needs T5X).
 
-  The embedded default: the tiny Ankh3, 300 steps on the bundled sample.
+  The embedded default: the tiny Ankh3, 500 steps on the bundled sample.
   With pytest-xdist the workers share one run: the first to get the lock
   trains, the others wait and read it. Returns the model directory and
   T5X's log.
@@ -166,5 +166,5 @@ def default_run(tmp_path_factory, worker_id):
 
 @pytest.fixture(scope="session")
 def tiny_checkpoint(default_run):
-  """The last checkpoint of the embedded default (step 300)."""
-  return default_run[0] / "checkpoint_300"
+  """The last checkpoint of the embedded default (step 500)."""
+  return default_run[0] / "checkpoint_500"

@@ -27,9 +27,9 @@ LOSS = "loss_per_nonpadding_target_token"
 def test_default_run_logs_falling_loss_and_checkpoints(default_run):
   model_dir, _ = default_run
   loss = scalars(model_dir / "train", LOSS)
-  assert sorted(loss) == [50, 100, 150, 200, 250, 300]
-  assert loss[300] < 0.8 * loss[50], loss
-  assert loss[300] < loss[150] < loss[50], loss
+  assert sorted(loss) == list(range(50, 501, 50))
+  assert loss[500] < 0.8 * loss[50], loss
+  assert loss[500] < loss[150] < loss[50], loss
   checkpoints = sorted(
       os.path.basename(p) for p in glob.glob(str(model_dir / "checkpoint_*"))
   )
@@ -38,7 +38,9 @@ def test_default_run_logs_falling_loss_and_checkpoints(default_run):
       "checkpoint_0",
       "checkpoint_100",
       "checkpoint_200",
-      "checkpoint_300",
+      "checkpoint_500",
+      "checkpoint_400",
+      "checkpoint_500",
   ]
   assert (model_dir / "config.gin").exists()
 
@@ -46,8 +48,8 @@ def test_default_run_logs_falling_loss_and_checkpoints(default_run):
 def test_default_run_evaluates_the_validation_split(default_run):
   model_dir, _ = default_run
   loss = scalars(model_dir / "training_eval" / TASK, LOSS)
-  assert sorted(loss) == [100, 200, 300]
-  assert loss[300] < loss[100]
+  assert sorted(loss) == [100, 200, 300, 400, 500]
+  assert loss[500] < loss[100]
 
 
 def test_checkpoint_params_can_be_read_back(default_run):
@@ -57,7 +59,7 @@ def test_checkpoint_params_can_be_read_back(default_run):
   early = checkpoints.load_params(str(model_dir / "checkpoint_100"))
   with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always")
-    late = checkpoints.load_params(str(model_dir / "checkpoint_300"))
+    late = checkpoints.load_params(str(model_dir / "checkpoint_500"))
   # Restored as numpy arrays, quietly (Orbax warned once per array when it
   # had to read the sharding from the files).
   assert [
@@ -87,7 +89,7 @@ def test_trained_checkpoint_converts_to_hugging_face(default_run, tmp_path):
   from ankh3_tasks import embed  # pylint: disable=g-import-not-at-top
 
   model_dir, _ = default_run
-  checkpoint = str(model_dir / "checkpoint_300")
+  checkpoint = str(model_dir / "checkpoint_500")
   out = str(tmp_path / "hf")
   assert (
       convert.main([
@@ -139,7 +141,7 @@ def test_converter_survives_a_triton_that_would_crash_it(
           "-m",
           "ankh3_tasks.convert",
           "t5x-to-hf",
-          f"--checkpoint={default_run[0] / 'checkpoint_300'}",
+          f"--checkpoint={default_run[0] / 'checkpoint_500'}",
           "--gin_file=gin/models/ankh3_tiny.gin",
           f"--output={out}",
       ],
@@ -176,7 +178,7 @@ def test_embed_command_matches_the_hugging_face_encoder(default_run, tmp_path):
   from conftest import write_fasta  # pylint: disable=g-import-not-at-top
 
   model_dir, _ = default_run
-  checkpoint = str(model_dir / "checkpoint_300")
+  checkpoint = str(model_dir / "checkpoint_500")
   gin_file = os.path.join(REPO, "gin/models/ankh3_tiny.gin")
   proteins = {"p1": "MKTAYIAKQRQISFVKSHFSRQ", "p2": "GSHMLEDPVDAFQ"}
   fasta = write_fasta(
