@@ -15,10 +15,13 @@ T5X writes the evaluation in two places (see `gin/runs/ankh3_eval.gin`):
                                        forced: token accuracy, and losses
 
 This reads both and prints one row per task, e.g. for the tiny model after
-300 steps:
+500 steps:
 
   | task | step | token accuracy | cross entropy / token | perplexity | ...
-  | ankh3_sample_eval_denoise_15 | 300 | 0.5595 | 1.4296 | 4.177 | ...
+  | ankh3_sample_eval_denoise_15 | 500 | 0.4983 | 1.6438 | 5.1746 | ...
+
+with, further right, 2.8733 nats per masked residue against 2.8998 for the
+composition baseline.
 
 `token accuracy` is the share of target ids (`</s>` and sentinels included)
 the model ranks first given the true previous ids. `cross entropy / residue`

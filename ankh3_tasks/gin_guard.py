@@ -19,7 +19,7 @@ warnings and ends in a pytree structure error. The checkpoint named by
 `CHECKPOINT_PATH` (or `INITIAL_CHECKPOINT_PATH`) is compared with the gin
 model first, from the checkpoint's metadata, as the package's own tools do:
 
-  ValueError: CHECKPOINT_PATH .../checkpoint_300: Config mismatch in
+  ValueError: CHECKPOINT_PATH .../checkpoint_500: Config mismatch in
   emb_dim: the gin model has 1536, the checkpoint has 128.
 
 Finished predictions in the output directory: `t5x.infer` into an

@@ -223,28 +223,26 @@ class ResidueCrossEntropy(seqio.metrics.Metric):
           "must be one row per example, in order."
       )
     vocabulary = features[target_field_name].vocabulary
-    residue_ids = {vocabulary.token_id(r): r for r in vocabularies.RESIDUES}
     composition = dict(cls.composition_fn()) if cls.composition_fn else {}
     total = sum(composition.values())
-    neg_log_q = {
-        r: -math.log(composition[r] / total)
-        for r in residue_ids.values()
-        if composition.get(r)
-    }
+    # By id: -ln q of each residue (inf for one the training split never
+    # had: no finite baseline), NaN for every other id.
+    neg_log_q = np.full(vocabulary.vocab_size, np.nan)
+    for residue in vocabularies.RESIDUES:
+      n = composition.get(residue, 0)
+      neg_log_q[vocabulary.token_id(residue)] = (
+          -math.log(n / total) if n else math.inf
+      )
     nll = baseline = 0.0
     count = 0
     for i, ex in enumerate(inputs):
       if mask is not None and not mask[i]:
         continue
       targets = np.asarray(ex[target_field_name]).reshape(-1)
-      for position, token in enumerate(targets.tolist()):
-        letter = residue_ids.get(token)
-        if letter is None:
-          continue
-        nll -= float(scores[i, position])
-        # A residue the training split never had: no finite baseline.
-        baseline += neg_log_q.get(letter, math.inf)
-        count += 1
+      residue = ~np.isnan(neg_log_q[targets])
+      nll -= float(scores[i, : len(targets)][residue].sum())
+      baseline += float(neg_log_q[targets[residue]].sum())
+      count += int(residue.sum())
     return cls(
         negative_log_likelihood=nll,
         baseline_negative_log_likelihood=(

@@ -204,3 +204,8 @@ def test_t5x_eval_of_the_tiny_model_reports_every_task(
     assert 2.8 < row["composition_baseline"] < 3.0
     assert row["composition_entropy"] == pytest.approx(2.8966, abs=1e-4)
     assert 2.0 < row["residue_cross_entropy"] < 4.0
+    if kind != "complete":
+      # The embedded default learns more than the composition: about 0.027
+      # nats per masked residue ahead after 500 steps on this machine (0.012
+      # on completion, too close to CPU-to-CPU differences to assert).
+      assert row["residue_cross_entropy"] < row["composition_baseline"] - 0.01
