@@ -345,6 +345,12 @@ def check_tokenizer(
 ) -> Optional[vocabularies.Ankh3Vocabulary]:
   """Checks the tokenizer of a Hugging Face directory against `vocabulary`.
 
+  Reads the tables of the files themselves (`spiece.model` with T5's extra
+  ids, and `tokenizer.json`; each one present must agree), never through a
+  transformers tokenizer class: transformers 5's `T5Tokenizer`, which puts a
+  `▁` before every word (docs/huggingface.md), cannot change the verdict,
+  nor can a `tokenizer.json` it re-saved with that pre-tokenizer.
+
   Args:
     hf_dir: a Hugging Face model directory.
     vocabulary: the gin model's vocabulary.
@@ -354,29 +360,32 @@ def check_tokenizer(
     None when it has no tokenizer files.
 
   Raises:
-    ValueError: naming the first ids where the two tables differ.
+    ValueError: naming the file and the first ids where the tables differ.
   """
-  if not any(
-      os.path.exists(os.path.join(hf_dir, name))
+  files = [
+      os.path.join(hf_dir, name)
       for name in (vocabularies.SPIECE_FILE, vocabularies.TOKENIZER_JSON_FILE)
-  ):
+      if os.path.exists(os.path.join(hf_dir, name))
+  ]
+  if not files:
     return None
-  theirs = vocabularies.Ankh3Vocabulary(tokenizer=hf_dir)
   ours = vocabulary.tokens
-  differ = [i for i, t in enumerate(theirs.tokens) if t != ours[i]]
-  if differ:
-    shown = "; ".join(
-        f"id {i} is {theirs.tokens[i]!r} there, {ours[i]!r} here"
-        for i in differ[:3]
-    )
-    raise ValueError(
-        f"The tokenizer of {hf_dir} ({theirs.source}) and the gin vocabulary "
-        f"({vocabulary.source}) differ in {len(differ)} ids: {shown}. Take "
-        f"the directory's ids with ANKH3_TOKENIZER={hf_dir} (and "
-        "--gin.ANKH3_TOKENIZER for T5X runs), or pass "
-        "--allow_vocabulary_mismatch if the weights are meant for other ids."
-    )
-  return theirs
+  for path in files:
+    theirs = vocabularies.Ankh3Vocabulary(tokenizer=path)
+    differ = [i for i, t in enumerate(theirs.tokens) if t != ours[i]]
+    if differ:
+      shown = "; ".join(
+          f"id {i} is {theirs.tokens[i]!r} there, {ours[i]!r} here"
+          for i in differ[:3]
+      )
+      raise ValueError(
+          f"The tokenizer of {hf_dir} ({theirs.source}) and the gin "
+          f"vocabulary ({vocabulary.source}) differ in {len(differ)} ids: "
+          f"{shown}. Take the directory's ids with ANKH3_TOKENIZER={hf_dir} "
+          "(and --gin.ANKH3_TOKENIZER for T5X runs), or pass "
+          "--allow_vocabulary_mismatch if the weights are meant for other ids."
+      )
+  return vocabularies.Ankh3Vocabulary(tokenizer=hf_dir)
 
 
 def save_t5x(params: Params, model: Any, output_dir: str, step: int = 0) -> str:

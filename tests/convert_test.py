@@ -316,3 +316,51 @@ def test_tokenizer_travels_both_ways(tiny_checkpoint, tmp_path, capsys,
   assert convert.main(back + ["--allow_vocabulary_mismatch"]) == 0
   assert "warning: " in capsys.readouterr().err
   vocabularies.read_tokenizer.cache_clear()
+
+
+def test_tokenizer_check_reads_files_not_transformers_5_t5_tokenizer(
+    tmp_path,
+):
+  """A directory transformers 5's T5Tokenizer re-saved keeps its verdict."""
+  from ankh3_tasks import convert  # pylint: disable=g-import-not-at-top
+  from ankh3_tasks import hf_tokenizer  # pylint: disable=g-import-not-at-top
+  from ankh3_tasks import vocabularies  # pylint: disable=g-import-not-at-top
+
+  if int(transformers.__version__.split(".")[0]) < 5:
+    pytest.skip("needs transformers 5 (its T5Tokenizer adds the ▁)")
+  vocab = vocabularies.Ankh3Vocabulary()
+  hf_tokenizer.save(vocab, str(tmp_path / "export"))
+  tokenizer = transformers.T5Tokenizer.from_pretrained(
+      str(tmp_path / "export")
+  )
+  tokenizer.save_pretrained(str(tmp_path / "resaved"))
+  # That tokenizer gives other ids (an extra <unk>)...
+  resaved = transformers.AutoTokenizer.from_pretrained(
+      str(tmp_path / "resaved")
+  )
+  assert resaved("[NLU]MKT").input_ids != vocab.encode("[NLU]MKT") + [1]
+  # ... but holds the same table, which is what the weights depend on.
+  found = convert.check_tokenizer(str(tmp_path / "resaved"), vocab)
+  assert found.tokens == vocab.tokens
+  vocabularies.read_tokenizer.cache_clear()
+
+
+def test_tokenizer_check_reads_every_tokenizer_file(tmp_path):
+  from ankh3_tasks import convert  # pylint: disable=g-import-not-at-top
+  from ankh3_tasks import hf_tokenizer  # pylint: disable=g-import-not-at-top
+  from ankh3_tasks import vocabularies  # pylint: disable=g-import-not-at-top
+
+  vocab = vocabularies.Ankh3Vocabulary()
+  hf_tokenizer.save(vocab, str(tmp_path))
+  assert convert.check_tokenizer(str(tmp_path), vocab) == vocab
+  # tokenizer.json from another table beside the right spiece.model.
+  tokens = list(vocab.tokens)
+  tokens[7], tokens[8] = tokens[8], tokens[7]
+  hf_tokenizer.tokenizer(vocabularies.Ankh3Vocabulary(tokens)).save(
+      str(tmp_path / "tokenizer.json")
+  )
+  vocabularies.read_tokenizer.cache_clear()
+  with pytest.raises(ValueError, match=r"tokenizer\.json\) and the gin .* "
+                     r"differ in 2 ids: id 7 is 'A' there, 'L' here"):
+    convert.check_tokenizer(str(tmp_path), vocab)
+  vocabularies.read_tokenizer.cache_clear()
