@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from ankh3_tasks.downstream import datasets
+from ankh3_tasks.downstream import formats
 
 
 def _write(path, text, gz=False):
@@ -49,15 +50,18 @@ SS_ROWS = [
 def test_secondary_structure_round_trip(tmp_path, gz):
   path = _write_csv(tmp_path / ("ss.csv" + ".gz" * gz), SS_ROWS, gz=gz)
   name = os.path.basename(path)
-  ss3 = datasets.read_secondary_structure(path, mask_column="disorder")
+  ss3 = formats.read_secondary_structure(path, mask_column="disorder")
   assert [e.id for e in ss3] == [f"{name}:2", f"{name}:3"]
   assert [e.sequence for e in ss3] == ["MKTAYIAK", "GSH"]
   # HEC: H 0, E 1, C 2; the last two residues of the first are disordered.
   assert _labels(ss3) == [[2, 2, 0, 0, 0, 1, -1, -1], [2, 1, 0]]
   assert all(e.label.dtype == np.int32 for e in ss3)
-  ss8 = datasets.read_secondary_structure(path, states=8)
-  # GHIBESTC: G 0, H 1, I 2, B 3, E 4, S 5, T 6, C 7; no mask column given.
+  ss8 = formats.read_secondary_structure(path, states=8, mask_column="")
+  # GHIBESTC: G 0, H 1, I 2, B 3, E 4, S 5, T 6, C 7; no mask.
   assert _labels(ss8) == [[7, 0, 1, 2, 3, 4, 5, 6], [7, 7, 5]]
+  # The NetSurfP-2.0 layout masks by `disorder` unless told otherwise.
+  default = formats.read_secondary_structure(path, states=8)
+  assert _labels(default) == [[7, 0, 1, 2, 3, 4, -1, -1], [7, 7, 5]]
 
 
 def test_secondary_structure_ids_and_other_columns(tmp_path):
@@ -68,7 +72,7 @@ def test_secondary_structure_ids_and_other_columns(tmp_path):
   with open(path) as f:
     text = f.read().replace(",", "\t")
   _write(path, text)
-  (example,) = datasets.read_secondary_structure(
+  (example,) = formats.read_secondary_structure(
       path, sequence_column="seq", label_column="q3", mask_column="keep"
   )
   assert example.id == "1ABC_A"
@@ -83,7 +87,7 @@ def _bad_ss(tmp_path, row, states=3, **kwargs):
   ]
   path = _write_csv(tmp_path / "ss.csv", rows)
   with pytest.raises(ValueError) as error:
-    datasets.read_secondary_structure(path, states=states, **kwargs)
+    formats.read_secondary_structure(path, states=states, **kwargs)
   return str(error.value)
 
 
@@ -138,12 +142,18 @@ def test_secondary_structure_errors_name_file_row_id_and_reason(
 
 def test_secondary_structure_missing_column(tmp_path):
   path = _write_csv(tmp_path / "ss.csv", [["input", "dssp3"], ["MK", "CC"]])
+  with pytest.raises(
+      ValueError, match=r"ss.csv row 1: no 8-state secondary-structure layout"
+  ):
+    formats.read_secondary_structure(path, states=8)
   with pytest.raises(ValueError, match=r"ss.csv: no column 'dssp8'"):
-    datasets.read_secondary_structure(path, states=8)
+    formats.read_secondary_structure(
+        path, states=8, sequence_column="input", label_column="dssp8"
+    )
   with pytest.raises(ValueError, match=r"no column 'disorder'"):
-    datasets.read_secondary_structure(path, mask_column="disorder")
+    formats.read_secondary_structure(path, mask_column="disorder")
   with pytest.raises(ValueError, match="states must be 3 or 8"):
-    datasets.read_secondary_structure(path, states=4)
+    formats.read_secondary_structure(path, states=4)
 
 
 # --------------------------------------------------------------- regression
@@ -159,7 +169,7 @@ def test_regression_csv_round_trip_and_errors(tmp_path):
       ],
       gz=True,
   )
-  examples = datasets.read_regression_csv(path)
+  examples = formats.read_regression_csv(path)
   assert [(e.id, e.sequence) for e in examples] == [
       ("fl.csv:2", "SKGEEL"),
       ("fl.csv:3", "SKGEEA"),
@@ -168,7 +178,7 @@ def test_regression_csv_round_trip_and_errors(tmp_path):
   assert [e.label.dtype for e in examples] == [np.float32] * 2
   assert [float(e.label) for e in examples] == [3.5, -1.25]
   with pytest.raises(ValueError, match=r"fl.csv: no column 'target'"):
-    datasets.read_regression_csv(path, value_column="target")
+    formats.read_regression_csv(path, value_column="target")
   for bad in ("abc", "nan", ""):
     path = _write_csv(
         tmp_path / "bad.csv",
@@ -176,7 +186,7 @@ def test_regression_csv_round_trip_and_errors(tmp_path):
         + [["GFP_7", "MKT", bad]],
     )
     with pytest.raises(ValueError) as error:
-      datasets.read_regression_csv(path)
+      formats.read_regression_csv(path)
     assert (
         f"bad.csv row 3 (id GFP_7): log_fluorescence value {bad!r} is not a "
         "finite number"
@@ -199,7 +209,7 @@ def test_flip_splits(tmp_path):
   path = _write_csv(tmp_path / "three_vs_rest.csv", FLIP_ROWS)
   got = {
       split: [
-          (e.sequence, float(e.label)) for e in datasets.read_flip(path, split)
+          (e.sequence, float(e.label)) for e in formats.read_flip(path, split)
       ]
       for split in ("train", "valid", "test")
   }
@@ -208,11 +218,11 @@ def test_flip_splits(tmp_path):
       "valid": [("MKTC", 2.0)],
       "test": [("MKTD", 3.0)],
   }
-  assert [e.id for e in datasets.read_flip(path, "test")] == [
+  assert [e.id for e in formats.read_flip(path, "test")] == [
       "three_vs_rest.csv:4"
   ]
   with pytest.raises(ValueError, match="split must be train, valid or test"):
-    datasets.read_flip(path, "validation")
+    formats.read_flip(path, "validation")
 
 
 @pytest.mark.parametrize(
@@ -229,7 +239,7 @@ def test_flip_splits(tmp_path):
 def test_flip_errors(tmp_path, row, reason):
   path = _write_csv(tmp_path / "gb1.csv", FLIP_ROWS + [row])
   with pytest.raises(ValueError) as error:
-    datasets.read_flip(path, "train")
+    formats.read_flip(path, "train")
   assert "gb1.csv row 6: " + reason in str(error.value)
 
 
@@ -260,15 +270,15 @@ def test_contacts_from_ca():
   valid = np.array([c == "+" for c in HAIRPIN_MASK])
   ca = HAIRPIN.copy()
   ca[5] = np.nan  # Not read: residue 5 is not valid.
-  labels = datasets.contacts_from_ca(ca, valid)
+  labels = formats.contacts_from_ca(ca, valid)
   assert labels.dtype == np.int8
   assert labels.tolist() == HAIRPIN_CONTACTS
   # The threshold is strict: 7.6 is a contact below 8, not below 7.6.
-  assert datasets.contacts_from_ca(ca, valid, threshold=7.6)[0, 2] == 0
+  assert formats.contacts_from_ca(ca, valid, threshold=7.6)[0, 2] == 0
   with pytest.raises(ValueError, match="expected \\[L, 3\\]"):
-    datasets.contacts_from_ca(ca[:, :2], valid)
+    formats.contacts_from_ca(ca[:, :2], valid)
   with pytest.raises(ValueError, match=r"residue\(s\) \[5\] are valid"):
-    datasets.contacts_from_ca(ca, np.ones(8, bool))
+    formats.contacts_from_ca(ca, np.ones(8, bool))
 
 
 def _proteinnet_lines(
@@ -305,7 +315,7 @@ def _two_records():
 @pytest.mark.parametrize("gz", [False, True])
 def test_proteinnet_round_trip(tmp_path, gz):
   path = _write(tmp_path / "testing", "\n".join(_two_records()), gz=gz)
-  first, second = datasets.read_proteinnet(path)
+  first, second = formats.read_proteinnet(path)
   assert (first.id, first.sequence) == ("TBM#T0001", "ACDEFGHI")
   assert first.label.dtype == np.int8
   assert first.label.tolist() == HAIRPIN_CONTACTS
@@ -323,7 +333,7 @@ def test_proteinnet_errors_name_file_line_id_and_reason(tmp_path):
   def read_error(lines):
     path = _write(tmp_path / "testing", "\n".join(lines) + "\n")
     with pytest.raises(ValueError) as error:
-      datasets.read_proteinnet(path)
+      formats.read_proteinnet(path)
     return str(error.value)
 
   good = _proteinnet_lines("TBM#T0001", "ACDEFGHI", HAIRPIN, HAIRPIN_MASK)
@@ -391,11 +401,11 @@ def test_contact_json_lines_and_array(tmp_path):
       "\n".join(json.dumps(r) for r in records) + "\n\n",
       gz=True,
   )
-  examples = datasets.read_contact_json(path)
+  examples = formats.read_contact_json(path)
   assert [e.id for e in examples] == ["T1024", "casp14.jsonl.gz:2"]
   assert [e.label.tolist() for e in examples] == [HAIRPIN_CONTACTS] * 2
   path = _write(tmp_path / "casp14.json", json.dumps(records, indent=1))
-  examples = datasets.read_contact_json(path)
+  examples = formats.read_contact_json(path)
   assert [e.id for e in examples] == ["T1024", "casp14.json:2"]
   assert [e.label.tolist() for e in examples] == [HAIRPIN_CONTACTS] * 2
 
@@ -430,7 +440,7 @@ def test_contact_json_errors(tmp_path, record, reason):
   good = json.dumps(_json_record(id="T1000"))
   path = _write(tmp_path / "c.jsonl", good + "\n" + json.dumps(record) + "\n")
   with pytest.raises(ValueError) as error:
-    datasets.read_contact_json(path)
+    formats.read_contact_json(path)
   assert "c.jsonl line 2 (id T1024): " in str(error.value)
   assert reason in str(error.value)
 
@@ -438,7 +448,7 @@ def test_contact_json_errors(tmp_path, record, reason):
 def test_contact_json_bad_json(tmp_path):
   path = _write(tmp_path / "c.jsonl", '{"id": "T1"}\n{"id": \n')
   with pytest.raises(ValueError, match=r"c.jsonl line 2: not a JSON object"):
-    datasets.read_contact_json(path)
+    formats.read_contact_json(path)
 
 
 # --------------------------------------------------------------------- tasks

@@ -8,8 +8,9 @@ import os
 import numpy as np
 import pytest
 
+from ankh3_tasks import vocabularies
 from ankh3_tasks.downstream import __main__ as cli
-from ankh3_tasks.downstream import datasets
+from ankh3_tasks.downstream import formats
 from ankh3_tasks.downstream import harness
 from ankh3_tasks.downstream import report
 from ankh3_tasks.downstream import synthetic
@@ -65,6 +66,7 @@ def _run(bench, out, *flags):
           f"--embeddings=NLU={bench / 'emb.npz'}",
           f"--output_dir={out}",
           *SMALL,
+          "--no_baseline",  # Tested on its own below.
           *flags,
       ])
       == 0
@@ -98,6 +100,57 @@ def test_cli_learns_synthetic_tasks_and_is_reproducible(bench, tmp_path):
   assert (tmp_path / "a" / "learning_curves.png").stat().st_size > 10_000
 
 
+def test_one_hot_baseline_runs_beside_every_setting(bench, tmp_path):
+  out = tmp_path / "out"
+  assert (
+      cli.main([
+          "--tasks=ssp3",
+          f"--data_dir={bench}",
+          f"--embeddings=NLU={bench / 'emb.npz'}",
+          f"--output_dir={out}",
+          "--epochs=2",
+          "--warmup_steps=2",
+          "--grad_accumulation=2",
+          "--seeds=7,0",
+          "--no_progress",
+      ])
+      == 0
+  )
+  run = json.loads((out / "results.json").read_text())
+  assert set(run["results"]) == {"NLU", "one-hot"}
+  assert run["settings"]["one_hot_baseline"] is True
+  nlu = run["results"]["NLU"]["ssp3"]["summary"]["casp12"]["accuracy"]
+  one_hot = run["results"]["one-hot"]["ssp3"]["summary"]["casp12"]["accuracy"]
+  # The synthetic labels are a function of the residue: one-hot suffices.
+  assert one_hot["mean"] > 0.9, one_hot
+  assert run["table"]["columns"][:3] == [
+      "ours [NLU]",
+      "one-hot baseline",
+      "ours [NLU] − one-hot",
+  ]
+  (row,) = [r for r in run["table"]["rows"] if r["test_set"] == "casp12"]
+  difference = row["ours [NLU] − one-hot"]
+  paired = [a - b for a, b in zip(nlu["values"], one_hot["values"])]
+  assert difference["values"] == pytest.approx(paired)
+  assert difference["mean"] == pytest.approx(np.mean(paired))
+  assert difference["std"] == pytest.approx(np.std(paired, ddof=1))
+  table = (out / "results.md").read_text()
+  assert "| ours [NLU] | one-hot baseline | ours [NLU] − one-hot |" in table
+  sign = "+" if difference["mean"] >= 0 else "-"
+  assert f"| {sign}{abs(difference['mean']):.4f} ± " in table
+
+
+def test_one_hot_store():
+  store = harness.OneHotStore()
+  example = formats.Example("p1", "MKX", np.zeros(3, np.int32))
+  rows = store.get(example)
+  assert rows.shape == (3, 28) and rows.dtype == np.float32
+  assert (rows.sum(axis=1) == 1).all()
+  assert [vocabularies.RESIDUES[i] for i in rows.argmax(axis=1)] == list("MKX")
+  assert harness.OneHotStore(8).width == 32
+  assert "MKT" in store and "MK1" not in store
+
+
 def test_missing_embeddings_name_the_protein(bench, tmp_path):
   np.savez(tmp_path / "empty.npz", unused=np.zeros(1))
   with pytest.raises(KeyError, match=r"training_hhblits.csv:\d+"):
@@ -121,7 +174,7 @@ def test_a_missing_embeddings_file_fails_before_any_work(bench, tmp_path):
 
 
 def test_embedding_of_the_wrong_length_is_an_error(tmp_path):
-  example = datasets.Example("p1", "MKT", np.zeros(3, np.int32))
+  example = formats.Example("p1", "MKT", np.zeros(3, np.int32))
   key = harness.sequence_key("MKT")
   np.savez(tmp_path / "e.npz", **{f"per_residue/{key}": np.zeros((4, 8))})
   store = harness.EmbeddingStore(str(tmp_path / "e.npz"))
@@ -133,7 +186,7 @@ def test_embedding_of_the_wrong_length_is_an_error(tmp_path):
 def test_h5_embeddings_read_as_npz_ones(tmp_path):
   import h5py  # pylint: disable=g-import-not-at-top
 
-  example = datasets.Example("p1", "MKT", np.zeros(3, np.int32))
+  example = formats.Example("p1", "MKT", np.zeros(3, np.int32))
   rows = np.arange(24, dtype=np.float32).reshape(3, 8)
   with h5py.File(tmp_path / "e.h5", "w") as f:
     f.create_dataset(f"per_residue/{harness.sequence_key('MKT')}", data=rows)
@@ -289,7 +342,7 @@ def test_cli_embeds_with_a_checkpoint_first(bench, tiny_checkpoint, tmp_path):
       == 0
   )
   results = json.loads((out / "results.json").read_text())["results"]
-  assert set(results) == {"NLU", "S2S"}
+  assert set(results) == {"NLU", "S2S", "one-hot"}
   for token in ("NLU", "S2S"):
     emb = np.load(out / f"embeddings_{token}.npz")
     sequences = (out / "sequences.fasta").read_text().split()[1::2]

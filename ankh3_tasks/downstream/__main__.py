@@ -15,19 +15,26 @@ From embeddings the embed command wrote (`LABEL=PATH`, one per setting):
   python -m ankh3_tasks.downstream --tasks=ssp3 --data_dir=bench/ \
     --embeddings=NLU=nlu.npz --output_dir=results/
 
+Beside every setting the same head is trained on one-hot residues (no
+language model), so the table says what the embeddings add; `--no_baseline`
+leaves it out.
+
 Writes to `--output_dir`: `results.md` (the table, in the layout of the
-paper's Table 5 with published numbers beside ours), `results.json` (the
+paper's Table 5: ours, the one-hot baseline, ours minus the baseline, and
+published numbers beside them), `results.json` (the
 table, every seed's history and test metrics, and the settings),
 `learning_curves.png`, and `embeddings_<TOKEN>.npz` when it embedded.
 Every setting the paper gives (Ankh3, Table 4) is a flag with its value as
 default; the reference code's other settings are fields of
 `train.TrainConfig` and `convbert.HeadConfig`. `--data_dir` holds the files as
-`ankh3_tasks/downstream/datasets.py` `DEFAULT_FILES` names them; see
+`ankh3_tasks/downstream/datasets.py` `DEFAULT_FILES` names them, or as a
+JSON file given to `--files` says (`{"ssp3": {"train": PATH, "valid": PATH or
+null, "test": {NAME: PATH}}, ...}`, paths relative to `--data_dir`); see
 docs/downstream.md.
 """
 
 import argparse
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 import dataclasses
 import json
 import os
@@ -62,6 +69,13 @@ def _parse_args(argv: Sequence[str]) -> argparse.Namespace:
       help=f"comma-separated, of {sorted(datasets.TASKS)}, or all",
   )
   parser.add_argument("--data_dir", required=True)
+  parser.add_argument(
+      "--files",
+      help=(
+          "JSON file: per task, its files under --data_dir (shaped like "
+          "datasets.DEFAULT_FILES); the DEFAULT_FILES layout if not given"
+      ),
+  )
   parser.add_argument("--output_dir", help="required unless --write_fasta")
   parser.add_argument(
       "--write_fasta",
@@ -81,6 +95,14 @@ def _parse_args(argv: Sequence[str]) -> argparse.Namespace:
   source.add_argument("--embed_batch_size", type=int, default=8)
   source.add_argument("--max_length", type=int, default=512)
   parser.add_argument("--model_name", default="ours", help="table label")
+  parser.add_argument(
+      "--no_baseline",
+      action="store_true",
+      help=(
+          "skip the one-hot baseline (the same head on one-hot residues, "
+          "run beside every setting by default)"
+      ),
+  )
 
   head = parser.add_argument_group("head (paper: Table 4)")
   defaults = convbert.HeadConfig()
@@ -136,8 +158,28 @@ def _task_names(text: str) -> list[str]:
   return names
 
 
-def _load(name: str, data_dir: str) -> dict[str, Any]:
-  splits = datasets.load_task(name, data_dir)
+def _layouts(args: argparse.Namespace) -> dict[str, Any]:
+  """`--files` as task -> layout (empty: the default layouts)."""
+  if not args.files:
+    return {}
+  with tf.io.gfile.GFile(args.files) as f:
+    try:
+      layouts = json.load(f)
+    except json.JSONDecodeError as e:
+      raise ValueError(f"--files {args.files}: not valid JSON: {e}") from None
+  unknown = sorted(set(layouts) - set(datasets.TASKS))
+  if unknown:
+    raise ValueError(
+        f"--files {args.files}: unknown tasks {unknown}; tasks: "
+        f"{sorted(datasets.TASKS)}."
+    )
+  return layouts
+
+
+def _load(
+    name: str, data_dir: str, layouts: Mapping[str, Any]
+) -> dict[str, Any]:
+  splits = datasets.load_task(name, data_dir, layouts.get(name))
   sizes = ", ".join(
       [f"train {len(splits['train'])}", f"valid {len(splits['valid'])}"]
       + [f"{k} {len(v)}" for k, v in splits["test"].items()]
@@ -146,9 +188,14 @@ def _load(name: str, data_dir: str) -> dict[str, Any]:
   return splits
 
 
-def _write_fasta(names: Sequence[str], data_dir: str, path: str) -> int:
+def _write_fasta(
+    names: Sequence[str],
+    data_dir: str,
+    layouts: Mapping[str, Any],
+    path: str,
+) -> int:
   """Writes the tasks' distinct sequences, reading one task at a time."""
-  return harness.write_fasta((_load(n, data_dir) for n in names), path)
+  return harness.write_fasta((_load(n, data_dir, layouts) for n in names), path)
 
 
 def _embedding_files(items: Sequence[str]) -> dict[str, str]:
@@ -169,7 +216,7 @@ def _settings(args: argparse.Namespace, names: Sequence[str]) -> dict[str, str]:
   from ankh3_tasks import embed  # pylint: disable=g-import-not-at-top
 
   fasta = os.path.join(args.output_dir, "sequences.fasta")
-  count = _write_fasta(names, args.data_dir, fasta)
+  count = _write_fasta(names, args.data_dir, _layouts(args), fasta)
   print(f"embedding {count} distinct sequences")
   settings = {}
   for token in args.task_tokens.split(","):
@@ -253,13 +300,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   """
   args = _parse_args(sys.argv[1:] if argv is None else argv)
   names = _task_names(args.tasks)
+  layouts = _layouts(args)
   for name in names:  # Missing files fail here, before any work.
-    datasets.check_files(name, args.data_dir)
+    datasets.check_files(name, args.data_dir, layouts.get(name))
   for label, path in _embedding_files(args.embeddings).items():
     if not tf.io.gfile.exists(path):
       raise ValueError(f"--embeddings {label}={path}: {path} does not exist.")
   if args.write_fasta:
-    count = _write_fasta(names, args.data_dir, args.write_fasta)
+    count = _write_fasta(names, args.data_dir, layouts, args.write_fasta)
     print(f"wrote {count} distinct sequences to {args.write_fasta}")
     return 0
   if not args.seeds:
@@ -290,13 +338,24 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   )
   report.check_model_name(args.model_name)  # Before hours of training.
   settings = _settings(args, names)
+  if not args.no_baseline:
+    if report.ONE_HOT in settings:
+      raise ValueError(
+          f"--embeddings {report.ONE_HOT}=...: that label is the one-hot "
+          "baseline's; choose another (or pass --no_baseline)."
+      )
+    settings[report.ONE_HOT] = None
   results: dict[str, dict[str, Any]] = {}
   text = ""
   for name in names:
     # One task in memory at a time, read once for all settings.
-    splits = _load(name, args.data_dir)
+    splits = _load(name, args.data_dir, layouts)
     for setting, path in settings.items():
-      store = harness.EmbeddingStore(path)
+      if path is None:
+        # D must be a multiple of twice the head's self-attention heads.
+        store = harness.OneHotStore(2 * head_config.attention_heads())
+      else:
+        store = harness.EmbeddingStore(path)
       try:
         begin = time.time()
         print(f"{setting} {name}: seeds {list(args.seeds)}")
@@ -326,9 +385,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 def _settings_paths(args: argparse.Namespace) -> Any:
+  settings = {"one_hot_baseline": not args.no_baseline, "files": args.files}
   if args.embeddings:
-    return args.embeddings
-  return {"checkpoint": args.checkpoint, "task_tokens": args.task_tokens}
+    return {"embeddings": args.embeddings, **settings}
+  return {
+      "checkpoint": args.checkpoint,
+      "task_tokens": args.task_tokens,
+      **settings,
+  }
 
 
 def _shell() -> int:

@@ -10,19 +10,25 @@ names each distinct sequence, `write_fasta` writes every distinct sequence of
 some tasks under that name, and `python -m ankh3_tasks.embed` on that file
 gives the store (`python -m ankh3_tasks.downstream` does both when given a
 checkpoint). A sequence shared by two tasks or splits is embedded once.
+
+The baseline beside every result is the same head on one-hot residues:
+`harness.run_task("ssp3", data, harness.OneHotStore())`.
 """
 
 from collections.abc import Iterable, Mapping, Sequence
 import hashlib
 import math
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 import numpy as np
 import tensorflow as tf
 
+from ankh3_tasks import vocabularies
 from ankh3_tasks.downstream import convbert
 from ankh3_tasks.downstream import datasets
+from ankh3_tasks.downstream import formats
 from ankh3_tasks.downstream import kinds
+from ankh3_tasks.downstream import report
 from ankh3_tasks.downstream import train
 
 # Embeddings kept in memory, at most (bytes); the rest is read from the file
@@ -39,7 +45,7 @@ def sequence_key(sequence: str) -> str:
   return "seq_" + hashlib.sha256(sequence.encode("ascii")).hexdigest()[:24]
 
 
-def _all_examples(data: Mapping[str, Any]) -> Iterable[datasets.Example]:
+def _all_examples(data: Mapping[str, Any]) -> Iterable[formats.Example]:
   yield from data["train"]
   yield from data["valid"]
   for examples in data["test"].values():
@@ -90,7 +96,7 @@ class EmbeddingStore:
   def __contains__(self, sequence: str) -> bool:
     return f"per_residue/{sequence_key(sequence)}" in self._names
 
-  def get(self, example: datasets.Example) -> np.ndarray:
+  def get(self, example: formats.Example) -> np.ndarray:
     """Returns float32 [L, D] for the example's sequence.
 
     Raises:
@@ -128,6 +134,41 @@ class EmbeddingStore:
       self._stream.close()
 
 
+class OneHotStore:
+  """The no-language-model baseline: each residue as a one-hot vector.
+
+  Stands where an `EmbeddingStore` stands, so the same ConvBERT head is
+  trained on the residues alone; what a model's embeddings add is the
+  difference. `MKT` -> float32 [3, width], row i one at the column of
+  residue i in `vocabularies.RESIDUES` (25 letters: the 20 standard
+  residues, X, and the rare U, Z, B, O), the other columns zero; `width`
+  is 25 rounded up to a multiple of `multiple` (the head needs D to be a
+  multiple of twice its self-attention heads: 28 for the paper's head).
+  """
+
+  def __init__(self, multiple: int = 4):
+    self.path = report.ONE_HOT
+    self._column = {r: i for i, r in enumerate(vocabularies.RESIDUES)}
+    self.width = -(-len(self._column) // multiple) * multiple
+
+  def __contains__(self, sequence: str) -> bool:
+    return all(residue in self._column for residue in sequence)
+
+  def get(self, example: formats.Example) -> np.ndarray:
+    """Returns float32 [L, width] for the example's sequence."""
+    columns = [self._column[residue] for residue in example.sequence]
+    array = np.zeros((len(columns), self.width), dtype=np.float32)
+    array[np.arange(len(columns)), columns] = 1.0
+    return array
+
+  def close(self) -> None:
+    pass
+
+
+# What `run_task` reads per-residue inputs from.
+Store = Union[EmbeddingStore, OneHotStore]
+
+
 class Pairs(Sequence):
   """(embedding, label) pairs of examples, each embedding read on access.
 
@@ -135,7 +176,9 @@ class Pairs(Sequence):
   """
 
   def __init__(
-      self, examples: Sequence[datasets.Example], store: EmbeddingStore
+      self,
+      examples: Sequence[formats.Example],
+      store: Store,
   ):
     self._examples = list(examples)
     self._store = store
@@ -157,9 +200,7 @@ class Pairs(Sequence):
     return [e.label for e in self._examples]
 
 
-def check_embeddings(
-    data: Mapping[str, Any], store: EmbeddingStore, task: str
-) -> None:
+def check_embeddings(data: Mapping[str, Any], store: Store, task: str) -> None:
   """Fails before training if any sequence of the task has no embedding."""
   missing = [e for e in _all_examples(data) if e.sequence not in store]
   if missing:
@@ -188,7 +229,7 @@ def summarize(values: Sequence[float]) -> dict[str, Any]:
 def run_task(
     task: str,
     data: Mapping[str, Any],
-    store: EmbeddingStore,
+    store: Store,
     *,
     head_config: Optional[convbert.HeadConfig] = None,
     train_config: Optional[train.TrainConfig] = None,

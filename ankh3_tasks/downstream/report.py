@@ -2,8 +2,12 @@
 
 Rows follow the paper's Table 5: a task, test set and metric each, e.g.
 `SSP3 | CASP12 | accuracy`. Columns: each embedding setting of ours (e.g.
-`ours [NLU]`), as mean ± standard deviation over the seeds, then published
-numbers of other models where `published.json` has them for that row.
+`ours [NLU]`), as mean ± standard deviation over the seeds; the one-hot
+baseline (the same head on the residues alone, setting `ONE_HOT`) and, per
+setting, what the embeddings add over it (`ours [NLU] − one-hot`: the mean
+± standard deviation of the per-seed differences, seeds paired); then
+published numbers of other models where `published.json` has them for that
+row.
 
 `published.json` holds numbers as their source prints them (converted to
 fractions), with the source of each: the Ankh authors' README (Ankh3 Large
@@ -67,6 +71,9 @@ ROWS = (
         "Contact | CASP14 | long-range P@L/5",
     ),
 )
+# The setting of the one-hot baseline (`harness.OneHotStore`), and its column.
+ONE_HOT = "one-hot"
+ONE_HOT_COLUMN = "one-hot baseline"
 # Published models shown by default (all of `published.json` with "all").
 DEFAULT_PUBLISHED = ("Ankh3-XL", "Ankh3-Large", "Ankh-Large", "ESM2-15B")
 
@@ -117,25 +124,73 @@ def _published_columns(
 def _ours_columns(
     results: Mapping[str, Mapping[str, Any]], model_name: str
 ) -> dict[str, dict[tuple[str, str, str], dict]]:
-  """`results[setting][task]` (`harness.run_task`) as table columns."""
+  """`results[setting][task]` (`harness.run_task`) as table columns.
+
+  Embedding settings first, then the one-hot baseline, then each setting's
+  difference from the baseline.
+  """
   columns = {}
   for setting, by_task in results.items():
-    label = f"{model_name} [{setting}]"
-    column = columns.setdefault(label, {})
-    for task, result in by_task.items():
-      for test_set, by_metric in result["summary"].items():
-        for metric, summary in by_metric.items():
-          column[(task, test_set, metric)] = summary
-  return columns
+    if setting == ONE_HOT:
+      continue
+    column = columns.setdefault(f"{model_name} [{setting}]", {})
+    _fill(column, by_task)
+  if ONE_HOT not in results:
+    return columns
+  baseline = _fill({}, results[ONE_HOT])
+  differences = {}
+  for label, column in columns.items():
+    differences[f"{label} − {ONE_HOT}"] = {
+        key: _difference(summary, baseline[key])
+        for key, summary in column.items()
+        if key in baseline
+    }
+  return {**columns, ONE_HOT_COLUMN: baseline, **differences}
 
 
-def _cell(value: Any) -> str:
+def _fill(column: dict, by_task: Mapping[str, Any]) -> dict:
+  for task, result in by_task.items():
+    for test_set, by_metric in result["summary"].items():
+      for metric, summary in by_metric.items():
+        column[(task, test_set, metric)] = summary
+  return column
+
+
+def _difference(ours: Mapping[str, Any], baseline: Mapping[str, Any]) -> dict:
+  """Mean and sample std of the per-seed differences (seeds in one order)."""
+  pairs = zip(ours["values"], baseline["values"])
+  values = [a - b for a, b in pairs]
+  finite = [v for v in values if not math.isnan(v)]
+  if not finite:
+    return {
+        "mean": math.nan,
+        "std": math.nan,
+        "n": 0,
+        "values": values,
+        "signed": True,
+    }
+  mean = sum(finite) / len(finite)
+  std = 0.0
+  if len(finite) > 1:
+    std = math.sqrt(sum((v - mean) ** 2 for v in finite) / (len(finite) - 1))
+  return {
+      "mean": mean,
+      "std": std,
+      "n": len(finite),
+      "values": values,
+      "signed": True,  # Shown as +0.0123.
+  }
+
+
+def format_cell(value: Any) -> str:
+  """A table cell: `0.8000 ± 0.0100`, `+0.0500 ± 0.0100`, `0.8440` or ``."""
   if value is None:
     return ""
   if isinstance(value, dict):
     if math.isnan(value["mean"]):
       return "nan"
-    cell = f"{value['mean']:.4f} ± {value['std']:.4f}"
+    sign = "+" if value.get("signed") else ""
+    cell = f"{value['mean']:{sign}.4f} ± {value['std']:.4f}"
     runs = len(value["values"])
     if value.get("n", runs) < runs:  # Seeds without a number (NaN).
       cell += f" (n={value['n']}/{runs})"
@@ -201,7 +256,7 @@ def markdown(result_table: Mapping[str, Any]) -> str:
       "|---|---|---|" + "---|" * len(columns),
   ]
   for row in result_table["rows"]:
-    cells = [_cell(row.get(c)) for c in columns]
+    cells = [format_cell(row.get(c)) for c in columns]
     lines.append("| " + row["label"] + " | " + " | ".join(cells) + " |")
   return "\n".join(lines) + "\n"
 

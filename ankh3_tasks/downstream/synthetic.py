@@ -31,6 +31,7 @@ from typing import Optional
 import numpy as np
 
 from ankh3_tasks.downstream import datasets
+from ankh3_tasks.downstream import formats
 
 AMINO = "ACDEFGHIKLMNPQRSTVWY"
 HELIX, STRAND = frozenset("AELMQKRH"), frozenset("VIYFWT")
@@ -46,7 +47,7 @@ def state3(residue: str) -> str:
 
 def state8(residue: str) -> str:
   """One of `GHIBESTC` by amino acid (its index in `AMINO` modulo 8)."""
-  return datasets.DSSP8[AMINO.index(residue) % 8]
+  return formats.DSSP8[AMINO.index(residue) % 8]
 
 
 def _protein(rng: np.random.Generator, low: int, high: int) -> str:
