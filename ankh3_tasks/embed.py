@@ -226,6 +226,35 @@ def embed_sequences(
 load_model = checkpoints.load_model
 
 
+def load_checkpoint(
+    checkpoint: str, gin_file: str, search_paths: Sequence[str] = ()
+) -> tuple[Any, Any]:
+  """Returns the gin file's model and the checkpoint's parameters.
+
+  The commands that run a checkpoint (`embed`, `score`) load it here.
+
+  Args:
+    checkpoint: a `checkpoint_N` directory written by `t5x.train`.
+    gin_file: the model gin file the checkpoint was trained with.
+    search_paths: extra gin search paths.
+
+  Returns:
+    (`t5x.models.EncoderDecoderModel`, parameter tree of numpy arrays).
+
+  Raises:
+    ValueError: naming the first size where the gin model and the
+      checkpoint differ.
+  """
+  model = load_model(gin_file, list(search_paths))
+  params = checkpoints.load_params(checkpoint)
+  config = model.module.config
+  checkpoints.check_config(
+      config,
+      checkpoints.params_config(params, config.relative_attention_max_distance),
+  )
+  return model, params
+
+
 def safe_key(record_id: str) -> str:
   """Returns the output key of a record id: `a/b c` -> `a_b_c`."""
   return _UNSAFE_RE.sub("_", record_id) or "_"
@@ -339,16 +368,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         kept.append((record_id, sequence))
     records = kept
 
-  model = load_model(
-      args.gin_file, [p for p in args.gin_search_paths.split(",") if p]
-  )
-  params = checkpoints.load_params(args.checkpoint)
-  config = model.module.config
-  checkpoints.check_config(
-      config,
-      checkpoints.params_config(
-          params, config.relative_attention_max_distance
-      ),
+  model, params = load_checkpoint(
+      args.checkpoint,
+      args.gin_file,
+      [p for p in args.gin_search_paths.split(",") if p],
   )
   writer = writer_class(args.output)
   residues = 0
