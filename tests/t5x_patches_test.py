@@ -137,7 +137,7 @@ def test_a_run_starts_from_a_checkpoint_without_input_pipeline_state(
 
   # The embedded default's last checkpoint without its input-pipeline
   # position: what `convert hf-to-t5x` writes, or a run without SAVE_DATASET.
-  start = tmp_path / "start" / "checkpoint_300"
+  start = tmp_path / "start" / "checkpoint_500"
   shutil.copytree(tiny_checkpoint, start)
   assert _dataset_files(start)
   for name in _dataset_files(start):  # The item stays, as the converter's.
@@ -150,7 +150,7 @@ def test_a_run_starts_from_a_checkpoint_without_input_pipeline_state(
       f'--gin.MODEL_DIR="{model_dir}"',
       f'--gin.INITIAL_CHECKPOINT_PATH="{start}"',
       "--gin.SAVE_DATASET=True",
-      "--gin.TRAIN_STEPS=302",
+      "--gin.TRAIN_STEPS=502",
       "--gin.CHECKPOINT_PERIOD=2",
       "--gin.STATS_PERIOD=2",
       "--gin.EVAL_PERIOD=1000",
@@ -159,17 +159,17 @@ def test_a_run_starts_from_a_checkpoint_without_input_pipeline_state(
   assert f"{start} holds no input-pipeline position" in run.stderr
   # T5X saved the restored state as the run's first checkpoint, then stepped:
   # both hold the run's own input-pipeline position.
-  assert sorted(os.listdir(model_dir / "checkpoint_300")) == sorted(
+  assert sorted(os.listdir(model_dir / "checkpoint_500")) == sorted(
       os.listdir(tiny_checkpoint)
   )
-  for step in (300, 302):
+  for step in (500, 502):
     assert _dataset_files(model_dir / f"checkpoint_{step}"), step
-  restored = flatten(checkpoints.load_params(str(model_dir / "checkpoint_300")))
+  restored = flatten(checkpoints.load_params(str(model_dir / "checkpoint_500")))
   expected = flatten(checkpoints.load_params(str(start)))
   assert sorted(restored) == sorted(expected)
   for name, value in expected.items():
     np.testing.assert_array_equal(restored[name], value, err_msg=name)
-  stepped = flatten(checkpoints.load_params(str(model_dir / "checkpoint_302")))
+  stepped = flatten(checkpoints.load_params(str(model_dir / "checkpoint_502")))
   kernel = "/decoder/logits_dense/kernel"
   assert not np.array_equal(stepped[kernel], expected[kernel])
 

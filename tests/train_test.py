@@ -38,7 +38,7 @@ def test_default_run_logs_falling_loss_and_checkpoints(default_run):
       "checkpoint_0",
       "checkpoint_100",
       "checkpoint_200",
-      "checkpoint_500",
+      "checkpoint_300",
       "checkpoint_400",
       "checkpoint_500",
   ]
