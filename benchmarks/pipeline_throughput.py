@@ -16,8 +16,9 @@ and target ids filled, and useful (non-padding) encoder ids per second.
 Then, on the lengths of the first `--reference_examples` examples of the same
 stream, offline in numpy: best fit decreasing over windows of
 `--reference_window`, and the lower bound on rows (the most of: all inputs
-ids / inputs length, all targets ids / targets length, and the examples over
-half of either length, which need a row each), both as fills.
+ids / inputs length, all targets ids / targets length, the examples over
+half of the inputs length and those over half of the targets length, each
+of which needs a row of its own), both as fills.
 
 Only the process's first `--cores` CPUs are used, and TensorFlow and tf.data
 get as many threads.
@@ -145,10 +146,9 @@ def main() -> None:
   for start in range(0, len(sizes), args.reference_window):
     window = sizes[start : start + args.reference_window]
     rows += int(packing.best_fit_rows_numpy(window, tuple(limit)).max()) + 1
-  bound = max(
-      *(-(-totals // limit)),
-      int(((sizes * 2) > limit).any(axis=1).sum()),
-  )
+  # No two examples over half of the same length share a row; one over
+  # half the inputs and one over half the targets may.
+  bound = max(*(-(-totals // limit)), *((sizes * 2) > limit).sum(axis=0))
   print(f"offline, lengths of the first {len(sizes):,} examples (numpy):")
   for label, n in (
       f"best fit decreasing, window {args.reference_window}",
