@@ -17,7 +17,6 @@ split's test set. No training: the model's zero-shot preference only.
 
 import argparse
 import csv
-import io
 import os
 import subprocess
 import sys
@@ -26,17 +25,24 @@ import zipfile
 
 from scipy import stats
 
+from ankh3_tasks.downstream import formats
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The four mutated sites of Wu et al. (2016), 1-based in FLIP's construct,
 # and their wild-type residues.
 SITES = {39: "V", 40: "D", 41: "G", 54: "V"}
 
 
-def read_split(flip_zip: str, split: str) -> list[dict]:
+def read_split(flip_zip: str, split: str, directory: str) -> list[dict]:
+  """Every row of a FLIP GB1 split, read by the benchmark's FLIP reader."""
   with zipfile.ZipFile(flip_zip) as z:
     name = next(n for n in z.namelist() if n.endswith(f"/{split}.csv"))
-    with z.open(name) as f:
-      return list(csv.DictReader(io.TextIOWrapper(f, "utf-8")))
+    path = z.extract(name, directory)
+  return [
+      {"sequence": ex.sequence, "target": float(ex.label), "set": part}
+      for part in ("train", "valid", "test")
+      for ex in formats.read_flip(path, part)
+  ]
 
 
 def wild_type(rows: list[dict]) -> str:
@@ -71,10 +77,10 @@ def main():
       help="extra flag for ankh3_tasks.score (repeatable)",
   )
   args = parser.parse_args()
-  rows = read_split(args.flip_zip, args.split)
-  wt = wild_type(rows)
   directory = args.keep or tempfile.mkdtemp()
   os.makedirs(directory, exist_ok=True)
+  rows = read_split(args.flip_zip, args.split, directory)
+  wt = wild_type(rows)
   fasta = os.path.join(directory, "gb1_wild_type.fasta")
   variants = os.path.join(directory, "gb1_variants.csv")
   out = os.path.join(directory, "gb1_scores.tsv")

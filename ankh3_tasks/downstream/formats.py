@@ -440,13 +440,7 @@ def read_tape_json(
   """
   examples = []
   for where, default_id, obj in _json_records(path):
-    if not isinstance(obj, dict):
-      raise ValueError(f"{where}: expected a JSON object, got {obj!r:.40}.")
-    record_id = str(obj.get("id") or "")
-    if record_id:
-      where = f"{where} (id {record_id})"
-    else:
-      record_id = default_id
+    record_id, where = _json_id(where, default_id, obj)
     if not isinstance(obj.get("primary"), str):
       raise ValueError(f"{where}: no 'primary' string (TAPE's sequence).")
     sequence = _sequence(obj["primary"], where)
@@ -1158,14 +1152,18 @@ def _json_records(path: str) -> list[tuple[str, str, Any]]:
   return records
 
 
-def _json_example(where: str, default_id: str, obj: Any) -> Example:
+def _json_id(where: str, default_id: str, obj: Any) -> tuple[str, str]:
+  """A JSON record's id (its `id`, else `default_id`) and where it is."""
   if not isinstance(obj, dict):
     raise ValueError(f"{where}: expected a JSON object, got {obj!r:.40}.")
   record_id = str(obj.get("id") or "")
   if record_id:
-    where = f"{where} (id {record_id})"
-  else:
-    record_id = default_id
+    return record_id, f"{where} (id {record_id})"
+  return default_id, where
+
+
+def _json_example(where: str, default_id: str, obj: Any) -> Example:
+  record_id, where = _json_id(where, default_id, obj)
   key = "sequence" if "sequence" in obj else "primary"
   if not isinstance(obj.get(key), str):
     raise ValueError(f"{where}: no 'sequence' (or 'primary') string.")
